@@ -1,0 +1,19 @@
+"""Discovery and identity: the user directory and how callers are authenticated.
+
+Public entry: ``component(ctx)``. WebFinger and the embedded OpenID Connect provider
+arrive with the identity issue.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fedspace.runtime import Context
+    from discovery.component import DiscoveryComponent
+
+
+def component(ctx: Context) -> DiscoveryComponent:
+    from discovery.component import DiscoveryComponent
+
+    return DiscoveryComponent(ctx)

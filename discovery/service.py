@@ -1,0 +1,182 @@
+"""The user directory: users, groups and app passwords (logic only, no HTTP)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from discovery.models import app_passwords, group_members, groups, users
+from fedspace.auth import Principal
+from fedspace.db import Database
+from fedspace.sqltypes import now_ms
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_hasher = PasswordHasher()
+
+
+class DirectoryError(ValueError):
+    """A directory operation was refused; the message says why."""
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    username: str
+    display_name: str
+    email: str | None
+    is_admin: bool
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class AppPassword:
+    id: str
+    label: str
+    created_ms: int
+    last_used_ms: int | None
+
+
+def _user(row: object) -> User:
+    m = row._mapping  # type: ignore[attr-defined]
+    return User(m["id"], m["username"], m["display_name"], m["email"], m["is_admin"],
+                m["disabled"])
+
+
+def _secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Directory:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add_user(
+        self,
+        username: str,
+        *,
+        display_name: str | None = None,
+        email: str | None = None,
+        password: str | None = None,
+        is_admin: bool = False,
+    ) -> User:
+        if not USERNAME.match(username):
+            raise DirectoryError(
+                f"invalid username {username!r}: use 1-64 of a-z 0-9 . _ - "
+                "starting with a letter or digit"
+            )
+        user = User(str(uuid.uuid4()), username, display_name or username, email, is_admin,
+                    False)
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(insert(users).values(
+                    id=user.id, username=username, display_name=user.display_name, email=email,
+                    password_hash=_hasher.hash(password) if password else None,
+                    is_admin=is_admin, disabled=False, created_ms=now_ms(),
+                ))
+        except IntegrityError:
+            raise DirectoryError(f"user {username!r} already exists") from None
+        return user
+
+    async def get_user(self, username: str) -> User:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(users).where(users.c.username == username))).first()
+        if row is None:
+            raise DirectoryError(f"no such user: {username!r}")
+        return _user(row)
+
+    async def list_users(self) -> list[User]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(users).order_by(users.c.username))
+            return [_user(r) for r in rows]
+
+    async def set_disabled(self, username: str, disabled: bool) -> None:
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(users).where(users.c.username == username).values(disabled=disabled)
+            )
+        if result.rowcount == 0:
+            raise DirectoryError(f"no such user: {username!r}")
+
+    async def add_group(self, name: str, display_name: str | None = None) -> str:
+        if not USERNAME.match(name):
+            raise DirectoryError(f"invalid group name {name!r}")
+        group_id = str(uuid.uuid4())
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(insert(groups).values(
+                    id=group_id, name=name, display_name=display_name or name,
+                    created_ms=now_ms()))
+        except IntegrityError:
+            raise DirectoryError(f"group {name!r} already exists") from None
+        return group_id
+
+    async def add_member(self, group: str, username: str) -> None:
+        user = await self.get_user(username)
+        async with self.db.write() as conn:
+            gid = (await conn.execute(select(groups.c.id).where(groups.c.name == group))).scalar()
+            if gid is None:
+                raise DirectoryError(f"no such group: {group!r}")
+            exists = (await conn.execute(select(group_members.c.user_id).where(
+                group_members.c.group_id == gid, group_members.c.user_id == user.id))).first()
+            if exists is None:
+                await conn.execute(insert(group_members).values(group_id=gid, user_id=user.id))
+
+    async def principal(self, user_id: str) -> Principal | None:
+        """The principal for an enabled user, with its group ids."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+            if row is None or row.disabled:
+                return None
+            gids = (await conn.execute(
+                select(group_members.c.group_id).where(group_members.c.user_id == user_id)
+            )).scalars().all()
+        return Principal(row.id, row.username, row.display_name, frozenset(gids), row.is_admin)
+
+    async def create_app_password(self, username: str, label: str) -> tuple[AppPassword, str]:
+        """A new app password; the secret is returned once and only its hash is kept."""
+        user = await self.get_user(username)
+        secret = secrets.token_urlsafe(32)
+        pw = AppPassword(secrets.token_hex(8), label or "app password", now_ms(), None)
+        async with self.db.write() as conn:
+            await conn.execute(insert(app_passwords).values(
+                id=pw.id, user_id=user.id, label=pw.label, secret_hash=_secret_hash(secret),
+                created_ms=pw.created_ms))
+        return pw, secret
+
+    async def list_app_passwords(self, username: str) -> list[AppPassword]:
+        user = await self.get_user(username)
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(app_passwords).where(
+                app_passwords.c.user_id == user.id).order_by(app_passwords.c.created_ms))
+            return [AppPassword(r.id, r.label, r.created_ms, r.last_used_ms) for r in rows]
+
+    async def revoke_app_password(self, username: str, password_id: str) -> None:
+        user = await self.get_user(username)
+        async with self.db.write() as conn:
+            result = await conn.execute(delete(app_passwords).where(
+                app_passwords.c.id == password_id, app_passwords.c.user_id == user.id))
+        if result.rowcount == 0:
+            raise DirectoryError(f"user {username!r} has no app password {password_id!r}")
+
+    async def check_app_password(self, username: str, secret: str) -> tuple[str, str] | None:
+        """(user id, app password id) when the pair is valid and the user enabled."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(
+                select(users.c.id, app_passwords.c.id.label("pw_id"))
+                .join(app_passwords, app_passwords.c.user_id == users.c.id)
+                .where(app_passwords.c.secret_hash == _secret_hash(secret),
+                       users.c.username == username, users.c.disabled.is_(False))
+            )).first()
+        return (row.id, row.pw_id) if row else None
+
+    async def touch_app_password(self, password_id: str) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(app_passwords).where(
+                app_passwords.c.id == password_id).values(last_used_ms=now_ms()))

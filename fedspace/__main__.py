@@ -1,0 +1,3 @@
+from fedspace.cli import app
+
+app(prog_name="fedspace")

@@ -1,0 +1,165 @@
+"""Assembly of one instance: database, components, gRPC server and the HTTP app.
+
+``Instance`` is what ``fedspace serve`` runs and what tests and the rig start in-process:
+several instances can live in one event loop, each with its own ports and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import grpc
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import PlainTextResponse, Response
+
+from fedspace import problem
+from fedspace.auth import Verifier
+from fedspace.db import Database
+from fedspace.internal import InternalTokens, load_or_create_secret
+from fedspace.limits import BodyLimitMiddleware
+from fedspace.metrics import Metrics, MetricsMiddleware
+from fedspace.rpc import InternalAuthInterceptor
+from fedspace.runtime import SERVICES, Component, Context
+from fedspace.settings import Settings
+
+log = logging.getLogger("fedspace")
+
+
+def _components(ctx: Context, only: Sequence[str]) -> list[Component]:
+    import discovery
+    import provider
+    import registry
+
+    factories = {
+        "discovery": discovery.component,
+        "registry": registry.component,
+        "provider": provider.component,
+    }
+    return [factories[name](ctx) for name in SERVICES if name in only]
+
+
+class Instance:
+    def __init__(
+        self,
+        settings: Settings,
+        only: Sequence[str] | None = None,
+        verifiers: Sequence[Verifier] = (),
+    ) -> None:
+        self.settings = settings
+        self.only = tuple(only or SERVICES)
+        unknown = set(self.only) - set(SERVICES)
+        if unknown:
+            raise ValueError(f"unknown service(s): {', '.join(sorted(unknown))}")
+        secret = load_or_create_secret(
+            settings.internal_secret.get_secret_value(), settings.data_dir
+        )
+        self.ctx = Context(
+            settings=settings,
+            db=Database(settings.database_url),
+            tokens=InternalTokens(secret),
+            metrics=Metrics(),
+        )
+        self.ctx.auth.verifiers.extend(verifiers)
+        self.components = _components(self.ctx, self.only)
+        self.ctx.components = {c.name: c for c in self.components}
+        self.app = self._build_app()
+        self._grpc: grpc.aio.Server | None = None
+        self._http: uvicorn.Server | None = None
+        self._http_task: asyncio.Task[None] | None = None
+
+    def _build_app(self) -> FastAPI:
+        app = FastAPI(title="fedspace", docs_url=None, redoc_url=None, openapi_url=None)
+        problem.install(app)
+        for component in self.components:
+            for router in component.routers():
+                app.include_router(router)
+        if "registry" in self.only or "provider" in self.only:
+            from fedspace.gateway import router as dav_router
+
+            app.include_router(dav_router(self.ctx))
+
+        @app.get("/healthz", include_in_schema=False)
+        async def healthz() -> Response:
+            return PlainTextResponse("ok")
+
+        @app.get("/readyz", include_in_schema=False)
+        async def readyz() -> Response:
+            try:
+                await self.ctx.db.ping()
+            except Exception as exc:  # the database is down: say so, not a 500
+                return PlainTextResponse(f"database: {type(exc).__name__}", 503)
+            for component in self.components:
+                why = await component.ready()
+                if why:
+                    return PlainTextResponse(f"{component.name}: {why}", 503)
+            return PlainTextResponse("ready")
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(generate_latest(self.ctx.metrics.registry), 200,
+                            media_type=CONTENT_TYPE_LATEST)
+
+        app.add_middleware(BodyLimitMiddleware, limit=self.settings.http.max_body_size)
+        app.add_middleware(MetricsMiddleware, metrics=self.ctx.metrics)
+        return app
+
+    @property
+    def url(self) -> str:
+        """Where the HTTP server listens (the bound port, also when 0 was asked for)."""
+        assert self._http is not None and self._http.servers, "instance not started"
+        host, port = self._http.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def start(self, *, http: bool = True) -> None:
+        """Migrate, start gRPC and every component, then (optionally) the HTTP server."""
+        await self.ctx.db.migrate()
+        self._grpc = grpc.aio.server(interceptors=[InternalAuthInterceptor(self.ctx.tokens)])
+        for component in self.components:
+            component.add_to_grpc(self._grpc)
+        g = self.settings.grpc
+        port = self._grpc.add_insecure_port(f"{g.host}:{g.port}")
+        if port == 0:
+            raise OSError(f"cannot listen for gRPC on {g.host}:{g.port}")
+        self.ctx.grpc_address = f"{g.host}:{port}"
+        await self._grpc.start()
+        for component in self.components:
+            await component.start()
+        if http:
+            await self._start_http()
+        log.info("instance started", extra={"services": list(self.only),
+                                            "grpc": self.ctx.grpc_address})
+
+    async def _start_http(self) -> None:
+        h = self.settings.http
+        config = uvicorn.Config(
+            self.app, host=h.host, port=h.port, lifespan="off", log_config=None,
+            access_log=False, timeout_graceful_shutdown=5,
+        )
+        self._http = uvicorn.Server(config)
+        self._http_task = asyncio.create_task(self._http.serve())
+        while not self._http.started:
+            if self._http_task.done():
+                self._http_task.result()  # re-raise why it could not start
+                raise OSError(f"cannot listen for HTTP on {h.host}:{h.port}")
+            await asyncio.sleep(0.01)
+
+    async def wait(self) -> None:
+        """Run until the HTTP server exits (Ctrl-C / SIGTERM)."""
+        if self._http_task is not None:
+            await self._http_task
+
+    async def stop(self) -> None:
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._http_task
+        for component in reversed(self.components):
+            await component.stop()
+        if self._grpc is not None:
+            await self._grpc.stop(grace=1)
+        await self.ctx.db.close()

@@ -1,0 +1,105 @@
+"""Effective configuration: defaults < TOML file < ``FEDSPACE_*`` environment < arguments.
+
+Each service package owns its slice (``registry.settings`` etc.); this module composes
+them so one file and one environment prefix configure a whole instance.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from sqlalchemy.engine import make_url
+
+from discovery.settings import DiscoverySettings
+from provider.settings import ProviderSettings
+from registry.settings import RegistrySettings
+
+CONFIG_ENV = "FEDSPACE_CONFIG"
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_size: int = Field(1024 * 1024, ge=1, description="limit for XML/JSON request bodies")
+
+
+class GrpcSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(9142, ge=0, le=65535)
+
+
+class LogSettings(BaseModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FEDSPACE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    domain: str = "localhost"
+    public_url: str = Field("", description="external base URL; default http://host:port")
+    data_dir: Path = Path("fedspace-data")
+    database_url: str = Field("", description="SQLAlchemy async URL; default SQLite in data_dir")
+    internal_secret: SecretStr = Field(
+        SecretStr(""),
+        description="shared by registry and providers to sign internal tokens; "
+        "generated into data_dir when empty",
+    )
+    http: HttpSettings = HttpSettings()
+    grpc: GrpcSettings = GrpcSettings()
+    log: LogSettings = LogSettings()
+    registry: RegistrySettings = RegistrySettings()
+    provider: ProviderSettings = ProviderSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if not self.public_url:
+            self.public_url = f"http://{self.http.host}:{self.http.port}"
+        self.public_url = self.public_url.rstrip("/")
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{(self.data_dir / 'fedspace.db').as_posix()}"
+        if self.provider.storage_root is None:
+            self.provider.storage_root = self.data_dir / "storage"
+        return self
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as plain data with every secret (and the DB password) masked."""
+        data = self.model_dump(mode="json")
+        data["database_url"] = make_url(self.database_url).render_as_string(hide_password=True)
+        return data
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings; a missing or unreadable config file is a clear error, not a default."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        os.environ[CONFIG_ENV] = str(config_file)
+    return Settings(**overrides)

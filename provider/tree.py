@@ -1,0 +1,396 @@
+"""The node tree of each space: lookups, changes and ETag/size propagation.
+
+Every change runs in one write transaction that also updates ETag, mtime and tree size
+of all ancestors up to the root, so the root ETag is a reliable "something changed"
+signal for sync clients and the registry. Blob files are created before the
+transaction and deleted after it, so a failed request never leaves a node pointing at
+nothing, and at worst leaves an unreferenced blob.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import anyio
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fedspace.db import Database
+from provider.changes import ChangeFeed
+from provider.models import dead_props, nodes, provider_spaces
+from provider.service import new_etag
+from provider.storage import BlobInfo, StorageDriver
+from provider.treeerrors import (
+    Conflict,
+    Forbidden,
+    NotAllowed,
+    NotFound,
+    PreconditionFailed,
+    QuotaExceeded,
+)
+
+NODE_COLUMNS = (
+    nodes.c.id, nodes.c.parent_id, nodes.c.path, nodes.c.name, nodes.c.is_dir, nodes.c.size,
+    nodes.c.etag, nodes.c.mtime_ns, nodes.c.blob_id, nodes.c.content_type,
+    nodes.c.checksum_sha1, nodes.c.checksum_md5, nodes.c.checksum_adler32,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str
+    parent_id: str | None
+    path: str
+    name: str
+    is_dir: bool
+    size: int
+    etag: str
+    mtime_ns: int
+    blob_id: str | None
+    content_type: str | None
+    checksum_sha1: str | None
+    checksum_md5: str | None
+    checksum_adler32: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    total: int  # 0 = unlimited
+    used: int  # the root's tree size
+
+
+@dataclass(slots=True)
+class Listing:
+    """What PROPFIND needs, read in at most four indexed queries."""
+
+    node: Node
+    children: list[Node]
+    # node id -> {(namespace, name): property XML}
+    dead: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+    quota: Quota | None = None
+
+
+# A property change: (namespace, name, serialised XML to set, or None to remove).
+PropOp = tuple[str, str, str | None]
+NodeCheck = Callable[[Node | None], None]
+
+
+def parent_of(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def ancestors(path: str) -> list[str]:
+    """Every ancestor of ``path`` from the root down, excluding ``path`` itself."""
+    parts = path.split("/")[:-1] if path else []
+    return [""] + ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def in_subtree(column: ColumnElement[str], path: str) -> ColumnElement[bool]:
+    """Strict descendants of ``path``: a byte-wise range ('0' sorts right after '/')."""
+    return and_(column >= path + "/", column < path + "0")
+
+
+def _node_or_subtree(path: str) -> ColumnElement[bool]:
+    return or_(nodes.c.path == path, in_subtree(nodes.c.path, path))
+
+
+class Tree:
+    def __init__(
+        self, db: Database, storage: StorageDriver, feed: ChangeFeed, provider_id: str
+    ) -> None:
+        self.db = db
+        self.storage = storage
+        self.feed = feed
+        self.provider_id = provider_id
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def stat(self, space_id: str, path: str) -> Node:
+        async with self.db.read() as conn:
+            return await self._require(conn, space_id, path)
+
+    async def find(self, space_id: str, path: str) -> Node | None:
+        async with self.db.read() as conn:
+            return await self._get(conn, space_id, path)
+
+    async def quota(self, space_id: str) -> Quota:
+        async with self.db.read() as conn:
+            return await self._quota(conn, space_id)
+
+    async def listing(
+        self, space_id: str, path: str, depth: int, *, with_dead: bool, with_quota: bool
+    ) -> Listing:
+        async with self.db.read() as conn:
+            node = await self._require(conn, space_id, path)
+            listing = Listing(node, [])
+            if depth > 0 and node.is_dir:
+                rows = await conn.execute(select(*NODE_COLUMNS).where(
+                    nodes.c.space_id == space_id, nodes.c.parent_id == node.id,
+                ).order_by(nodes.c.name))
+                listing.children = [Node(*r) for r in rows]
+            if with_dead:
+                listing.dead = await self._dead_props(conn, space_id, node, depth)
+            if with_quota:
+                listing.quota = await self._quota(conn, space_id)
+        return listing
+
+    # -- changes --------------------------------------------------------------------
+
+    async def mkcol(self, space_id: str, path: str) -> Node:
+        async with self.db.write() as conn:
+            if await self._get(conn, space_id, path) is not None:
+                raise NotAllowed("the resource already exists")
+            parent = await self._parent(conn, space_id, path)
+            now = time.time_ns()
+            node = Node(str(uuid.uuid4()), parent.id, path, path.rpartition("/")[2], True, 0,
+                        new_etag(), now, None, None, None, None, None)
+            await conn.execute(insert(nodes).values(space_id=space_id, **_values(node)))
+            await self._propagate(conn, space_id, path, 0, now)
+        self.feed.touch(space_id)
+        return node
+
+    async def put(
+        self, space_id: str, path: str, blob: BlobInfo, *, content_type: str,
+        mtime_ns: int | None = None, check: NodeCheck | None = None,
+    ) -> tuple[Node, bool]:
+        """Point ``path`` at ``blob``; returns (node, created). Consumes the blob on failure."""
+        try:
+            async with self.db.write() as conn:
+                old = await self._get(conn, space_id, path)
+                if check is not None:
+                    check(old)
+                if old is not None and old.is_dir:
+                    raise NotAllowed("cannot PUT to a folder")
+                parent = await self._parent(conn, space_id, path)
+                delta = blob.size - (old.size if old else 0)
+                await self._check_quota(conn, space_id, delta)
+                now = time.time_ns()
+                node = Node(
+                    old.id if old else str(uuid.uuid4()), parent.id, path,
+                    path.rpartition("/")[2], False, blob.size, new_etag(),
+                    mtime_ns if mtime_ns is not None else now, blob.blob_id, content_type,
+                    blob.sha1, blob.md5, blob.adler32)
+                if old is None:
+                    await conn.execute(insert(nodes).values(space_id=space_id, **_values(node)))
+                else:
+                    await conn.execute(
+                        update(nodes).where(nodes.c.id == old.id).values(**_values(node)))
+                await self._propagate(conn, space_id, path, delta, now)
+        except BaseException:
+            await self._drop_blobs(space_id, [blob.blob_id])
+            raise
+        await self._committed(space_id, [old.blob_id] if old and old.blob_id else [])
+        return node, old is None
+
+    async def delete(self, space_id: str, path: str) -> None:
+        async with self.db.write() as conn:
+            node = await self._require(conn, space_id, path)
+            if path == "":
+                raise Forbidden("the space root cannot be deleted")
+            blobs = await self._remove(conn, space_id, node)
+        await self._committed(space_id, blobs)
+
+    async def move(self, space_id: str, src: str, dst: str, *, overwrite: bool) -> bool:
+        """Rename ``src`` (and its subtree) to ``dst``; returns True if ``dst`` is new."""
+        async with self.db.write() as conn:
+            node = await self._require(conn, space_id, src)
+            _check_transfer(src, dst)
+            parent = await self._parent(conn, space_id, dst)
+            replaced = await self._make_room(conn, space_id, dst, overwrite)
+            blobs = await self._remove(conn, space_id, replaced) if replaced else []
+            await conn.execute(update(nodes).where(
+                nodes.c.space_id == space_id, in_subtree(nodes.c.path, src),
+            ).values(path=literal(dst, String()).concat(func.substr(nodes.c.path, len(src) + 1))))
+            await conn.execute(update(nodes).where(nodes.c.id == node.id).values(
+                path=dst, name=dst.rpartition("/")[2], parent_id=parent.id))
+            now = time.time_ns()
+            await self._propagate(conn, space_id, src, -node.size, now)
+            await self._propagate(conn, space_id, dst, node.size, now)
+        await self._committed(space_id, blobs)
+        return replaced is None
+
+    async def copy(
+        self, space_id: str, src: str, dst: str, *, overwrite: bool, recursive: bool
+    ) -> bool:
+        """Copy ``src`` (with its subtree if ``recursive``) to ``dst``; True if ``dst`` is new."""
+        async with self.db.read() as conn:
+            node = await self._require(conn, space_id, src)
+            sources = await self._copy_sources(conn, space_id, node, recursive)
+        _check_transfer(src, dst)
+        copies: dict[str, str] = {}
+        try:
+            for source in sources:
+                if source.blob_id:
+                    copies[source.blob_id] = await self.storage.copy_blob(
+                        space_id, source.blob_id)
+            async with self.db.write() as conn:
+                current = await self._copy_sources(
+                    conn, space_id, await self._require(conn, space_id, src), recursive)
+                if current != sources:
+                    raise Conflict("the source changed during the copy; try again")
+                parent = await self._parent(conn, space_id, dst)
+                replaced = await self._make_room(conn, space_id, dst, overwrite)
+                blobs = await self._remove(conn, space_id, replaced) if replaced else []
+                size = sum(s.size for s in sources if not s.is_dir)
+                await self._check_quota(conn, space_id, size)
+                await self._insert_copies(conn, space_id, sources, src, dst, parent.id, copies)
+                await self._propagate(conn, space_id, dst, size, time.time_ns())
+        except BaseException:
+            await self._drop_blobs(space_id, list(copies.values()))
+            raise
+        await self._committed(space_id, blobs)
+        return replaced is None
+
+    async def proppatch(self, space_id: str, path: str, ops: Iterable[PropOp]) -> None:
+        async with self.db.write() as conn:
+            node = await self._require(conn, space_id, path)
+            for namespace, name, xml in ops:
+                await conn.execute(delete(dead_props).where(
+                    dead_props.c.node_id == node.id, dead_props.c.namespace == namespace,
+                    dead_props.c.name == name))
+                if xml is not None:
+                    await conn.execute(insert(dead_props).values(
+                        node_id=node.id, namespace=namespace, name=name, xml=xml))
+
+    # -- helpers (all run inside the caller's connection) ---------------------------
+
+    async def _get(self, conn: AsyncConnection, space_id: str, path: str) -> Node | None:
+        row = (await conn.execute(select(*NODE_COLUMNS).where(
+            nodes.c.space_id == space_id, nodes.c.path == path))).first()
+        return Node(*row) if row else None
+
+    async def _require(self, conn: AsyncConnection, space_id: str, path: str) -> Node:
+        node = await self._get(conn, space_id, path)
+        if node is None:
+            raise NotFound("space not found" if path == "" else "resource not found")
+        return node
+
+    async def _parent(self, conn: AsyncConnection, space_id: str, path: str) -> Node:
+        parent = await self._get(conn, space_id, parent_of(path))
+        if parent is None or not parent.is_dir:
+            raise Conflict("the parent folder does not exist")
+        return parent
+
+    async def _make_room(
+        self, conn: AsyncConnection, space_id: str, dst: str, overwrite: bool
+    ) -> Node | None:
+        existing = await self._get(conn, space_id, dst)
+        if existing is not None and not overwrite:
+            raise PreconditionFailed("the destination exists and Overwrite is F")
+        return existing
+
+    async def _quota(self, conn: AsyncConnection, space_id: str) -> Quota:
+        row = (await conn.execute(
+            select(provider_spaces.c.quota_total, nodes.c.size)
+            .join(nodes, nodes.c.id == provider_spaces.c.root_id)
+            .where(provider_spaces.c.space_id == space_id,
+                   provider_spaces.c.provider_id == self.provider_id))).first()
+        if row is None:
+            raise NotFound("space not found")
+        return Quota(total=row[0], used=row[1])
+
+    async def _check_quota(self, conn: AsyncConnection, space_id: str, delta: int) -> None:
+        quota = await self._quota(conn, space_id)
+        if delta > 0 and quota.total and quota.used + delta > quota.total:
+            raise QuotaExceeded("the space quota would be exceeded")
+
+    async def _propagate(
+        self, conn: AsyncConnection, space_id: str, path: str, delta: int, now: int
+    ) -> None:
+        await conn.execute(update(nodes).where(
+            nodes.c.space_id == space_id, nodes.c.path.in_(ancestors(path)),
+        ).values(etag=new_etag(), mtime_ns=now, size=nodes.c.size + delta))
+
+    async def _remove(self, conn: AsyncConnection, space_id: str, node: Node) -> list[str]:
+        """Delete a node and its subtree; returns the blobs to delete after commit."""
+        where = and_(nodes.c.space_id == space_id, _node_or_subtree(node.path))
+        blobs = list((await conn.execute(
+            select(nodes.c.blob_id).where(where, nodes.c.blob_id.is_not(None)))).scalars())
+        await conn.execute(delete(nodes).where(where))
+        await self._propagate(conn, space_id, node.path, -node.size, time.time_ns())
+        return blobs
+
+    async def _copy_sources(
+        self, conn: AsyncConnection, space_id: str, node: Node, recursive: bool
+    ) -> list[Node]:
+        if not (recursive and node.is_dir):
+            return [node]
+        rows = await conn.execute(select(*NODE_COLUMNS).where(
+            nodes.c.space_id == space_id, _node_or_subtree(node.path)).order_by(nodes.c.path))
+        return [Node(*r) for r in rows]
+
+    async def _insert_copies(
+        self, conn: AsyncConnection, space_id: str, sources: list[Node], src: str, dst: str,
+        parent_id: str, blobs: dict[str, str],
+    ) -> None:
+        new_ids = {s.id: str(uuid.uuid4()) for s in sources}
+        rows = []
+        for s in sources:
+            path = dst + s.path[len(src):]
+            rows.append(dict(
+                _values(s), space_id=space_id, id=new_ids[s.id], path=path,
+                name=path.rpartition("/")[2], etag=new_etag(),
+                parent_id=parent_id if s.path == src else new_ids[s.parent_id or ""],
+                size=s.size if len(sources) > 1 or not s.is_dir else 0,
+                blob_id=blobs[s.blob_id] if s.blob_id else None))
+        await conn.execute(insert(nodes), rows)
+        props = (await conn.execute(select(dead_props).where(
+            dead_props.c.node_id.in_(list(new_ids))))).mappings().all()
+        if props:
+            await conn.execute(insert(dead_props), [
+                dict(p, node_id=new_ids[p["node_id"]]) for p in props])
+
+    async def _dead_props(
+        self, conn: AsyncConnection, space_id: str, node: Node, depth: int
+    ) -> dict[str, dict[tuple[str, str], str]]:
+        scope = nodes.c.id == node.id
+        if depth > 0 and node.is_dir:
+            scope = or_(scope, nodes.c.parent_id == node.id)
+        rows = await conn.execute(
+            select(dead_props.c.node_id, dead_props.c.namespace, dead_props.c.name,
+                   dead_props.c.xml)
+            .join(nodes, nodes.c.id == dead_props.c.node_id)
+            .where(nodes.c.space_id == space_id, scope))
+        found: dict[str, dict[tuple[str, str], str]] = {}
+        for node_id, namespace, name, xml in rows:
+            found.setdefault(node_id, {})[namespace, name] = xml
+        return found
+
+    async def _drop_blobs(self, space_id: str, blob_ids: list[str]) -> None:
+        # Shielded: cleanup must finish even when the request task is being cancelled.
+        with anyio.CancelScope(shield=True):
+            for blob_id in blob_ids:
+                await self.storage.delete_blob(space_id, blob_id)
+
+    async def _committed(self, space_id: str, dropped_blobs: list[str]) -> None:
+        self.feed.touch(space_id)
+        await self._drop_blobs(space_id, dropped_blobs)
+
+
+def _check_transfer(src: str, dst: str) -> None:
+    if src == "":
+        raise Forbidden("the space root cannot be moved or copied")
+    if src == dst:
+        raise Forbidden("source and destination are the same")
+    if dst.startswith(src + "/"):
+        raise Conflict("cannot move or copy a folder into itself")
+    if src.startswith(dst + "/"):
+        raise Conflict("the destination is an ancestor of the source")
+
+
+def _values(node: Node) -> dict[str, object]:
+    return {c.name: getattr(node, c.name) for c in NODE_COLUMNS}

@@ -1,0 +1,42 @@
+"""The registry's gRPC service: provider registration and the root-change stream."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from fedspace.rpc import spaces_pb2 as pb
+from fedspace.rpc.spaces_pb2_grpc import RegistryServicer
+from registry.providers import Providers
+from registry.service import RegistryService
+
+log = logging.getLogger("fedspace.registry")
+
+
+class RegistryRpc(RegistryServicer):
+    def __init__(self, service: RegistryService, providers: Providers, registry_id: str) -> None:
+        self.service = service
+        self.providers = providers
+        self.registry_id = registry_id
+
+    async def RegisterProvider(  # noqa: N802 (gRPC method names)
+        self, request: pb.ProviderInfo, context: grpc.aio.ServicerContext
+    ) -> pb.RegisterReply:
+        if not request.provider_id or not request.grpc_address or not request.dav_url:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "provider_id, grpc_address and dav_url are required")
+        await self.providers.register(request.provider_id, request.grpc_address, request.dav_url)
+        log.info("provider registered", extra={"provider": request.provider_id,
+                                               "grpc": request.grpc_address})
+        return pb.RegisterReply(registry_id=self.registry_id)
+
+    async def PublishChanges(  # noqa: N802
+        self, request_iterator: AsyncIterator[pb.SpaceState], context: grpc.aio.ServicerContext
+    ) -> pb.PublishReply:
+        accepted = 0
+        async for state in request_iterator:
+            await self.service.apply_states(state.provider_id, [state])
+            accepted += 1
+        return pb.PublishReply(accepted=accepted)

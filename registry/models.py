@@ -1,0 +1,65 @@
+"""Registry tables: spaces, their members, and the providers that hold them."""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+spaces = Table(
+    "spaces",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("type", String(16), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("alias", String(255), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("image", String(1024), nullable=True),
+    Column("quota_total", BigInteger, nullable=False, default=0),
+    # The user a personal space belongs to (at most one per user).
+    Column("personal_user_id", String(64), nullable=True, unique=True),
+    Column("provider_id", String(64), nullable=True, index=True),
+    # Root state as last streamed by the provider.
+    Column("root_id", String(64), nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False, default=0),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("modified_ms", BigInteger, nullable=False),
+    Column("disabled_ms", BigInteger, nullable=True),
+    # Global order of changes: SSE clients resume with Last-Event-ID from here.
+    Column("change_seq", BigInteger, nullable=False, default=0, index=True),
+)
+
+space_members = Table(
+    "space_members",
+    metadata,
+    Column("space_id", String(64), ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("principal_type", String(8), primary_key=True),  # "user" | "group"
+    Column("principal_id", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_space_members_principal", "principal_id", "principal_type", "space_id"),
+)
+
+providers = Table(
+    "providers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("grpc_address", String(255), nullable=False),
+    Column("dav_url", String(1024), nullable=False),
+    Column("registered_ms", BigInteger, nullable=False),
+)
+
+counters = Table(
+    "registry_counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

@@ -1,0 +1,432 @@
+"""Spaces, memberships and roles (logic only: no HTTP types).
+
+Reads are single indexed queries over ``spaces`` and ``space_members``; providers are
+called only to create, delete or re-quota a space, never to list drives.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fedspace.auth import Principal
+from fedspace.db import Database
+from fedspace.permissions import Grant
+from fedspace.rpc import spaces_pb2 as pb
+from fedspace.sqltypes import now_ms
+from registry.events import EventBus
+from registry.models import counters, space_members, spaces
+from registry.providers import Providers
+from registry.roles import ROLES, Role, strongest
+from registry.settings import RegistrySettings
+
+SPACE_TYPES = ("personal", "project", "share", "remote")
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Forbidden(PermissionError):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+class Invalid(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Member:
+    type: str  # "user" | "group"
+    id: str
+    role: str
+
+    @property
+    def permission_id(self) -> str:
+        """Stable id of this membership in the Graph API (``u:<id>`` / ``g:<id>``)."""
+        return f"{self.type[0]}:{self.id}"
+
+
+@dataclass
+class Drive:
+    id: str
+    type: str
+    name: str
+    alias: str
+    description: str
+    image: str | None
+    quota_total: int
+    personal_user_id: str | None
+    provider_id: str | None
+    root_id: str
+    etag: str
+    size: int
+    created_ms: int
+    modified_ms: int
+    disabled_ms: int | None
+    change_seq: int
+    role: Role = ROLES["viewer"]
+    members: list[Member] = field(default_factory=list)
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_ms is not None
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a space's data lives and what the caller may do there."""
+
+    grant: Grant
+    provider_id: str
+
+
+def principal_ids(principal: Principal) -> list[str]:
+    return [principal.id, *principal.groups]
+
+
+def _alias(kind: str, name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "space"
+    return f"{kind}/{slug}"
+
+
+_COLUMNS = [spaces.c[c] for c in (
+    "id", "type", "name", "alias", "description", "image", "quota_total", "personal_user_id",
+    "provider_id", "root_id", "etag", "size", "created_ms", "modified_ms", "disabled_ms",
+    "change_seq")]
+
+
+class RegistryService:
+    def __init__(
+        self, db: Database, settings: RegistrySettings, providers: Providers, bus: EventBus
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.providers = providers
+        self.bus = bus
+
+    # -- sequencing ---------------------------------------------------------------
+
+    async def init(self) -> None:
+        async with self.db.write() as conn:
+            exists = (await conn.execute(
+                select(counters.c.value).where(counters.c.name == "change_seq"))).first()
+            if exists is None:
+                await conn.execute(insert(counters).values(name="change_seq", value=0))
+
+    @staticmethod
+    async def _next_seq(conn: AsyncConnection) -> int:
+        return (await conn.execute(
+            update(counters).where(counters.c.name == "change_seq")
+            .values(value=counters.c.value + 1).returning(counters.c.value))).scalar_one()
+
+    # -- reading ------------------------------------------------------------------
+
+    def _visible(self, principal: Principal) -> Any:
+        """Drives the principal can see: a member directly or through a group."""
+        mine = select(space_members.c.space_id).where(
+            space_members.c.principal_id.in_(principal_ids(principal)))
+        return spaces.c.id.in_(mine)
+
+    async def _drives(self, conn: AsyncConnection, principal: Principal, *where: Any,
+                      order: Any = None) -> list[Drive]:
+        """One query: the drives plus all their members (rows repeat per member)."""
+        query = (
+            select(*_COLUMNS, space_members.c.principal_type, space_members.c.principal_id,
+                   space_members.c.role)
+            .join(space_members, space_members.c.space_id == spaces.c.id)
+            .where(self._visible(principal), *where)
+        )
+        if order is not None:
+            query = query.order_by(*order)
+        mine = set(principal_ids(principal))
+        drives: dict[str, Drive] = {}
+        my_roles: dict[str, list[str]] = {}
+        for row in await conn.execute(query):
+            m = row._mapping
+            drive = drives.get(m["id"])
+            if drive is None:
+                drive = drives[m["id"]] = Drive(**{c.name: m[c.name] for c in _COLUMNS})
+            drive.members.append(Member(m["principal_type"], m["principal_id"], m["role"]))
+            if m["principal_id"] in mine:
+                my_roles.setdefault(drive.id, []).append(m["role"])
+        for drive in drives.values():
+            drive.role = strongest(my_roles[drive.id])
+        return list(drives.values())
+
+    async def list_drives(
+        self, principal: Principal, *, drive_type: str | None = None,
+        order_by: str | None = None, descending: bool = False,
+    ) -> list[Drive]:
+        where = [spaces.c.type == drive_type] if drive_type else []
+        column = {"name": spaces.c.name, "lastModifiedDateTime": spaces.c.modified_ms}.get(order_by or "")
+        order = None
+        if column is not None:
+            order = [column.desc() if descending else column.asc(), spaces.c.id]
+        async with self.db.read() as conn:
+            drives = await self._drives(conn, principal, *where, order=order)
+        return drives[: self.settings.max_page_size]
+
+    async def get_drive(self, principal: Principal, space_id: str) -> Drive:
+        """The drive if the principal is a member; NotFound otherwise (no existence leak)."""
+        async with self.db.read() as conn:
+            found = await self._drives(conn, principal, spaces.c.id == space_id)
+        if not found:
+            raise NotFound(f"no drive {space_id!r}")
+        return found[0]
+
+    async def route(self, principal: Principal, space_id: str) -> Route:
+        """Grant + provider for one data-plane request (one indexed query)."""
+        query = (
+            select(spaces.c.provider_id, spaces.c.disabled_ms, space_members.c.role)
+            .join(space_members, space_members.c.space_id == spaces.c.id)
+            .where(spaces.c.id == space_id,
+                   space_members.c.principal_id.in_(principal_ids(principal)))
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        if not rows or rows[0].provider_id is None:
+            raise NotFound(f"no space {space_id!r}")
+        role = strongest([r.role for r in rows])
+        permissions = role.permissions
+        if rows[0].disabled_ms is not None:
+            # A disabled space stays listable by its managers but its data is closed.
+            raise NotFound(f"space {space_id!r} is disabled")
+        return Route(Grant(principal, space_id, permissions), rows[0].provider_id)
+
+    # -- creating -----------------------------------------------------------------
+
+    async def ensure_personal_space(self, principal: Principal) -> None:
+        """First authenticated request of a local user: make sure the personal space exists."""
+        if principal.kind != "user":
+            return
+        async with self.db.read() as conn:
+            found = (await conn.execute(select(spaces.c.id).where(
+                spaces.c.personal_user_id == principal.id))).first()
+        if found is None:
+            try:
+                await self._create(principal, "personal", principal.display_name, "",
+                                   self.settings.personal_quota,
+                                   alias=f"personal/{principal.username}",
+                                   personal_user_id=principal.id)
+            except Conflict:
+                pass  # a concurrent first request created it
+
+    async def create_project(
+        self, principal: Principal, name: str, description: str = "", quota: int | None = None
+    ) -> Drive:
+        if principal.kind != "user":
+            raise Forbidden("guests cannot create spaces")
+        if quota is not None and quota != self.settings.project_quota and not principal.is_admin:
+            raise Forbidden("only administrators can choose a quota")
+        space_id = await self._create(
+            principal, "project", name, description,
+            self.settings.project_quota if quota is None else quota, alias=_alias("project", name))
+        return await self.get_drive(principal, space_id)
+
+    async def _create(self, principal: Principal, kind: str, name: str, description: str,
+                      quota: int, *, alias: str, personal_user_id: str | None = None) -> str:
+        space_id = str(uuid.uuid4())
+        handle = await self.providers.place()
+        state = await self.providers.create_space(handle.id, space_id, quota)
+        now = now_ms()
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(insert(spaces).values(
+                    id=space_id, type=kind, name=name, alias=alias, description=description,
+                    quota_total=quota, personal_user_id=personal_user_id, provider_id=handle.id,
+                    root_id=state.root_id, etag=state.etag, size=state.size, created_ms=now,
+                    modified_ms=now, change_seq=await self._next_seq(conn)))
+                await conn.execute(insert(space_members).values(
+                    space_id=space_id, principal_type="user", principal_id=principal.id,
+                    role="manager", created_ms=now))
+        except IntegrityError:
+            await self.providers.delete_space(handle.id, space_id)
+            raise Conflict(f"space {alias!r} exists already") from None
+        except BaseException:
+            await self.providers.delete_space(handle.id, space_id)
+            raise
+        self.bus.memberships_changed({principal.id})
+        return space_id
+
+    # -- changing -----------------------------------------------------------------
+
+    async def _managed(self, principal: Principal, space_id: str) -> Drive:
+        drive = await self.get_drive(principal, space_id)
+        if drive.role.name != "manager":
+            raise Forbidden("only managers of this space may do that")
+        return drive
+
+    async def update(self, principal: Principal, space_id: str, *, name: str | None = None,
+                     description: str | None = None, image: str | None = None,
+                     quota: int | None = None) -> Drive:
+        drive = await self._managed(principal, space_id)
+        if drive.disabled:
+            raise Conflict("the space is disabled; restore it first")
+        if quota is not None and quota != drive.quota_total:
+            if not principal.is_admin:
+                raise Forbidden("only administrators can change a quota")
+            if drive.provider_id is None:
+                raise Invalid("a remote space has no local quota")
+            await self.providers.set_quota(drive.provider_id, space_id, quota)
+        values: dict[str, Any] = {k: v for k, v in (
+            ("name", name), ("description", description), ("image", image),
+            ("quota_total", quota)) if v is not None}
+        if values:
+            async with self.db.write() as conn:
+                await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
+                    **values, modified_ms=now_ms(), change_seq=await self._next_seq(conn)))
+            self.bus.drives_changed()
+        return await self.get_drive(principal, space_id)
+
+    async def disable(self, principal: Principal, space_id: str) -> None:
+        drive = await self._managed(principal, space_id)
+        if drive.type == "personal":
+            raise Forbidden("personal spaces cannot be disabled")
+        await self._set_disabled(space_id, now_ms())
+
+    async def restore(self, principal: Principal, space_id: str) -> Drive:
+        drive = await self._managed(principal, space_id)
+        if not drive.disabled:
+            raise Conflict("the space is not disabled")
+        await self._set_disabled(space_id, None)
+        return await self.get_drive(principal, space_id)
+
+    async def _set_disabled(self, space_id: str, when: int | None) -> None:
+        async with self.db.write() as conn:
+            await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
+                disabled_ms=when, change_seq=await self._next_seq(conn)))
+        self.bus.drives_changed()
+
+    async def purge(self, principal: Principal, space_id: str) -> None:
+        drive = await self._managed(principal, space_id)
+        if not drive.disabled:
+            raise Conflict("disable the space before purging it")
+        if drive.provider_id is not None:
+            await self.providers.delete_space(drive.provider_id, space_id)
+        async with self.db.write() as conn:
+            await conn.execute(delete(space_members).where(space_members.c.space_id == space_id))
+            await conn.execute(delete(spaces).where(spaces.c.id == space_id))
+        self.bus.memberships_changed({m.id for m in drive.members})
+
+    # -- members ------------------------------------------------------------------
+
+    async def add_members(self, principal: Principal, space_id: str,
+                          recipients: Iterable[tuple[str, str]], role: Role) -> list[Member]:
+        """Add or re-role (type, id) recipients; returns the resulting memberships."""
+        drive = await self._managed(principal, space_id)
+        if drive.type == "personal":
+            raise Forbidden("members cannot be added to a personal space")
+        added = [Member(kind, pid, role.name) for kind, pid in recipients]
+        existing = {(m.type, m.id) for m in drive.members}
+        now = now_ms()
+        async with self.db.write() as conn:
+            for m in added:
+                if (m.type, m.id) in existing:
+                    await self._set_role(conn, drive, m, role.name)
+                else:
+                    await conn.execute(insert(space_members).values(
+                        space_id=space_id, principal_type=m.type, principal_id=m.id,
+                        role=m.role, created_ms=now))
+            await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
+                change_seq=await self._next_seq(conn)))
+        self.bus.memberships_changed({m.id for m in added})
+        return added
+
+    async def set_member_role(self, principal: Principal, space_id: str, permission_id: str,
+                              role: Role) -> Member:
+        drive = await self._managed(principal, space_id)
+        member = self._member(drive, permission_id)
+        async with self.db.write() as conn:
+            await self._set_role(conn, drive, member, role.name)
+        self.bus.memberships_changed({member.id})
+        return Member(member.type, member.id, role.name)
+
+    async def remove_member(self, principal: Principal, space_id: str, permission_id: str) -> None:
+        drive = await self._managed(principal, space_id)
+        member = self._member(drive, permission_id)
+        self._keep_a_manager(drive, member, None)
+        async with self.db.write() as conn:
+            await conn.execute(delete(space_members).where(
+                space_members.c.space_id == space_id,
+                space_members.c.principal_type == member.type,
+                space_members.c.principal_id == member.id))
+            await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
+                change_seq=await self._next_seq(conn)))
+        self.bus.memberships_changed({member.id})
+
+    async def list_members(self, principal: Principal, space_id: str) -> Drive:
+        drive = await self.get_drive(principal, space_id)
+        if not drive.role.permissions & drive.role.permissions.LIST_MEMBERS:
+            raise Forbidden("you may not list the members of this space")
+        return drive
+
+    @staticmethod
+    def _member(drive: Drive, permission_id: str) -> Member:
+        for m in drive.members:
+            if m.permission_id == permission_id:
+                return m
+        raise NotFound(f"no permission {permission_id!r} on this drive")
+
+    @staticmethod
+    def _keep_a_manager(drive: Drive, member: Member, new_role: str | None) -> None:
+        managers = [m for m in drive.members if m.role == "manager" and m.type == "user"]
+        if member in managers and new_role != "manager" and len(managers) == 1:
+            raise Conflict("the last manager of a space cannot be removed or demoted")
+
+    async def _set_role(self, conn: AsyncConnection, drive: Drive, member: Member,
+                        role: str) -> None:
+        self._keep_a_manager(drive, member, role)
+        await conn.execute(update(space_members).where(and_(
+            space_members.c.space_id == drive.id,
+            space_members.c.principal_type == member.type,
+            space_members.c.principal_id == member.id)).values(role=role))
+        await conn.execute(update(spaces).where(spaces.c.id == drive.id).values(
+            change_seq=await self._next_seq(conn)))
+
+    # -- provider feed ------------------------------------------------------------
+
+    async def apply_states(self, provider_id: str, states: Iterable[pb.SpaceState]) -> int:
+        """Record root changes streamed by a provider; unchanged states are skipped."""
+        changed = 0
+        async with self.db.write() as conn:
+            for s in states:
+                if s.deleted:
+                    continue
+                result = await conn.execute(
+                    update(spaces)
+                    .where(spaces.c.id == s.space_id, spaces.c.provider_id == provider_id,
+                           (spaces.c.etag != s.etag) | (spaces.c.size != s.size))
+                    .values(etag=s.etag, size=s.size, modified_ms=s.mtime_ns // 1_000_000,
+                            change_seq=await self._next_seq(conn)))
+                changed += result.rowcount
+        if changed:
+            self.bus.drives_changed()
+        return changed
+
+    async def changes_since(self, principal: Principal, seq: int) -> list[Drive]:
+        """Drives visible to the principal that changed after ``seq`` (SSE resume)."""
+        async with self.db.read() as conn:
+            return await self._drives(conn, principal, spaces.c.change_seq > seq,
+                                      order=[spaces.c.change_seq])
+
+    async def visible_ids(self, principal: Principal) -> set[str]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(select(spaces.c.id).where(self._visible(principal)))
+            return {r.id for r in rows}
+
+    async def current_seq(self) -> int:
+        async with self.db.read() as conn:
+            return (await conn.execute(select(counters.c.value).where(
+                counters.c.name == "change_seq"))).scalar_one()
