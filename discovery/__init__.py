@@ -1,6 +1,6 @@
 """Discovery and identity: the user directory and how callers are authenticated.
 
-Public entry: ``component(ctx)``. WebFinger and the embedded OpenID Connect provider
+Public entry: ``create(ctx)``. WebFinger and the embedded OpenID Connect provider
 arrive with the identity issue.
 """
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from discovery.component import DiscoveryComponent
 
 
-def component(ctx: Context) -> DiscoveryComponent:
+def create(ctx: Context) -> DiscoveryComponent:
     from discovery.component import DiscoveryComponent
 
     return DiscoveryComponent(ctx)

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from discovery.basic import AppPasswordVerifier
 from discovery.service import Directory
+from fedspace.metrics import Metrics
 from fedspace.runtime import Context
 
 
@@ -35,3 +36,6 @@ class DiscoveryComponent:
 
     async def ready(self) -> str | None:
         return None
+
+    async def collect(self, metrics: Metrics) -> None:
+        pass

@@ -6,10 +6,11 @@ import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from discovery.models import app_passwords, group_members, groups, users
@@ -127,6 +128,27 @@ class Directory:
                 group_members.c.group_id == gid, group_members.c.user_id == user.id))).first()
             if exists is None:
                 await conn.execute(insert(group_members).values(group_id=gid, user_id=user.id))
+
+    async def user_exists(self, user_id: str) -> bool:
+        async with self.db.read() as conn:
+            return (await conn.execute(
+                select(users.c.id).where(users.c.id == user_id))).first() is not None
+
+    async def group_exists(self, group_id: str) -> bool:
+        async with self.db.read() as conn:
+            return (await conn.execute(
+                select(groups.c.id).where(groups.c.id == group_id))).first() is not None
+
+    async def display_names(self, ids: Iterable[str]) -> dict[str, str]:
+        """Display names of the users and groups among ``ids`` (unknown ids are left out)."""
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        query = union_all(
+            select(users.c.id, users.c.display_name).where(users.c.id.in_(wanted)),
+            select(groups.c.id, groups.c.display_name).where(groups.c.id.in_(wanted)))
+        async with self.db.read() as conn:
+            return {r.id: r.display_name for r in await conn.execute(query)}
 
     async def principal(self, user_id: str) -> Principal | None:
         """The principal for an enabled user, with its group ids."""

@@ -36,9 +36,9 @@ def _components(ctx: Context, only: Sequence[str]) -> list[Component]:
     import registry
 
     factories = {
-        "discovery": discovery.component,
-        "registry": registry.component,
-        "provider": provider.component,
+        "discovery": discovery.create,
+        "registry": registry.create,
+        "provider": provider.create,
     }
     return [factories[name](ctx) for name in SERVICES if name in only]
 
@@ -101,6 +101,8 @@ class Instance:
 
         @app.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:
+            for component in self.components:
+                await component.collect(self.ctx.metrics)
             return Response(generate_latest(self.ctx.metrics.registry), 200,
                             media_type=CONTENT_TYPE_LATEST)
 

@@ -1,6 +1,6 @@
 """The shape every service shares, and the context the runtime hands to each.
 
-Like oCIS, each service package exposes one ``component(ctx)`` factory returning a
+Like oCIS, each service package exposes one ``create(ctx)`` factory returning a
 ``Component``: its HTTP routers, its gRPC servicers, and start/stop hooks. The runtime
 (``fedspace.app``) composes whichever components ``--only`` selects.
 """
@@ -49,3 +49,6 @@ class Component(Protocol):
 
     async def ready(self) -> str | None:
         """None when ready, else why not (for /readyz)."""
+
+    async def collect(self, metrics: Metrics) -> None:
+        """Refresh this service's gauges just before /metrics is scraped."""

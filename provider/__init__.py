@@ -1,6 +1,6 @@
 """Storage provider: holds spaces, serves their content over WebDAV.
 
-Public entry: ``component(ctx)``.
+Public entry: ``create(ctx)``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from provider.component import ProviderComponent
 
 
-def component(ctx: Context) -> ProviderComponent:
+def create(ctx: Context) -> ProviderComponent:
     from provider.component import ProviderComponent
 
     return ProviderComponent(ctx)

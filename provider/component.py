@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import grpc
 from fastapi import APIRouter
 
+from fedspace.metrics import Metrics
 from fedspace.rpc.spaces_pb2_grpc import add_ProviderServicer_to_server
 from fedspace.runtime import Context
 from provider.changes import ChangeFeed
@@ -68,3 +69,7 @@ class ProviderComponent:
         if self.link is None or not self.link.registered.is_set():
             return "not registered with the registry"
         return None
+
+    async def collect(self, metrics: Metrics) -> None:
+        _, used = await self.service.usage()
+        metrics.bytes_stored.labels(self.id).set(used)

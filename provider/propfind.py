@@ -141,7 +141,7 @@ def _requested(space_id: str, node: Node, dead: Dead, wanted: Wanted, ctx: Conte
 def _all(space_id: str, node: Node, dead: Dead, live: Wanted, ctx: Context) -> str:
     parts = []
     for _, render, opening, closing in live:
-        value = render(node, ctx) if render is not None else None
+        value = render(node, ctx)  # type: ignore[misc]  # live props always render
         if value is not None:
             parts.append(f"{opening}{value}{closing}")
     parts.extend(dead.values())

@@ -311,9 +311,12 @@ class Tree:
     async def _propagate(
         self, conn: AsyncConnection, space_id: str, path: str, delta: int, now: int
     ) -> None:
+        # One fresh random part per change plus a piece of each node's id: every
+        # ancestor gets a new ETag that is also distinct from its siblings'.
+        etag = literal(new_etag()[:24], String()).concat(func.substr(nodes.c.id, 1, 8))
         await conn.execute(update(nodes).where(
             nodes.c.space_id == space_id, nodes.c.path.in_(ancestors(path)),
-        ).values(etag=new_etag(), mtime_ns=now, size=nodes.c.size + delta))
+        ).values(etag=etag, mtime_ns=now, size=nodes.c.size + delta))
 
     async def _remove(self, conn: AsyncConnection, space_id: str, node: Node) -> list[str]:
         """Delete a node and its subtree; returns the blobs to delete after commit."""

@@ -1,6 +1,6 @@
 """The spaces registry: spaces, members and roles, providers, drive changes.
 
-Public entry: ``component(ctx)``.
+Public entry: ``create(ctx)``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from registry.component import RegistryComponent
 
 
-def component(ctx: Context) -> RegistryComponent:
+def create(ctx: Context) -> RegistryComponent:
     from registry.component import RegistryComponent
 
     return RegistryComponent(ctx)

@@ -8,6 +8,7 @@ import grpc
 from fastapi import APIRouter
 
 from fedspace.rpc.spaces_pb2_grpc import add_RegistryServicer_to_server
+from fedspace.metrics import Metrics
 from fedspace.runtime import Context
 from registry.events import EventBus
 from registry.grpc import RegistryRpc
@@ -43,3 +44,7 @@ class RegistryComponent:
 
     async def ready(self) -> str | None:
         return None
+
+    async def collect(self, metrics: Metrics) -> None:
+        for kind, count in (await self.service.count_by_type()).items():
+            metrics.spaces.labels(kind).set(count)

@@ -6,19 +6,20 @@ called only to create, delete or re-quota a space, never to list drives.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fedspace.auth import Principal
 from fedspace.db import Database
-from fedspace.permissions import Grant
+from fedspace.permissions import Grant, Permission
 from fedspace.rpc import spaces_pb2 as pb
 from fedspace.sqltypes import now_ms
 from registry.events import EventBus
@@ -163,14 +164,16 @@ class RegistryService:
                 my_roles.setdefault(drive.id, []).append(m["role"])
         for drive in drives.values():
             drive.role = strongest(my_roles[drive.id])
-        return list(drives.values())
+        # A disabled space stays visible to its managers only (they restore or purge it).
+        return [d for d in drives.values() if not d.disabled or d.role.name == "manager"]
 
     async def list_drives(
         self, principal: Principal, *, drive_type: str | None = None,
         order_by: str | None = None, descending: bool = False,
     ) -> list[Drive]:
         where = [spaces.c.type == drive_type] if drive_type else []
-        column = {"name": spaces.c.name, "lastModifiedDateTime": spaces.c.modified_ms}.get(order_by or "")
+        column = {"name": spaces.c.name,
+                  "lastModifiedDateTime": spaces.c.modified_ms}.get(order_by or "")
         order = None
         if column is not None:
             order = [column.desc() if descending else column.asc(), spaces.c.id]
@@ -215,13 +218,11 @@ class RegistryService:
             found = (await conn.execute(select(spaces.c.id).where(
                 spaces.c.personal_user_id == principal.id))).first()
         if found is None:
-            try:
+            with contextlib.suppress(Conflict):  # a concurrent first request created it
                 await self._create(principal, "personal", principal.display_name, "",
                                    self.settings.personal_quota,
                                    alias=f"personal/{principal.username}",
                                    personal_user_id=principal.id)
-            except Conflict:
-                pass  # a concurrent first request created it
 
     async def create_project(
         self, principal: Principal, name: str, description: str = "", quota: int | None = None
@@ -294,20 +295,21 @@ class RegistryService:
         drive = await self._managed(principal, space_id)
         if drive.type == "personal":
             raise Forbidden("personal spaces cannot be disabled")
-        await self._set_disabled(space_id, now_ms())
+        await self._set_disabled(drive, now_ms())
 
     async def restore(self, principal: Principal, space_id: str) -> Drive:
         drive = await self._managed(principal, space_id)
         if not drive.disabled:
             raise Conflict("the space is not disabled")
-        await self._set_disabled(space_id, None)
+        await self._set_disabled(drive, None)
         return await self.get_drive(principal, space_id)
 
-    async def _set_disabled(self, space_id: str, when: int | None) -> None:
+    async def _set_disabled(self, drive: Drive, when: int | None) -> None:
         async with self.db.write() as conn:
-            await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
+            await conn.execute(update(spaces).where(spaces.c.id == drive.id).values(
                 disabled_ms=when, change_seq=await self._next_seq(conn)))
-        self.bus.drives_changed()
+        # Non-managers lose (or regain) sight of the space: their visibility changed.
+        self.bus.memberships_changed({m.id for m in drive.members})
 
     async def purge(self, principal: Principal, space_id: str) -> None:
         drive = await self._managed(principal, space_id)
@@ -328,7 +330,9 @@ class RegistryService:
         drive = await self._managed(principal, space_id)
         if drive.type == "personal":
             raise Forbidden("members cannot be added to a personal space")
-        added = [Member(kind, pid, role.name) for kind, pid in recipients]
+        if drive.disabled:
+            raise Conflict("the space is disabled; restore it first")
+        added = [Member(kind, pid, role.name) for kind, pid in dict.fromkeys(recipients)]
         existing = {(m.type, m.id) for m in drive.members}
         now = now_ms()
         async with self.db.write() as conn:
@@ -368,7 +372,7 @@ class RegistryService:
 
     async def list_members(self, principal: Principal, space_id: str) -> Drive:
         drive = await self.get_drive(principal, space_id)
-        if not drive.role.permissions & drive.role.permissions.LIST_MEMBERS:
+        if not drive.role.permissions & Permission.LIST_MEMBERS:
             raise Forbidden("you may not list the members of this space")
         return drive
 
@@ -381,8 +385,8 @@ class RegistryService:
 
     @staticmethod
     def _keep_a_manager(drive: Drive, member: Member, new_role: str | None) -> None:
-        managers = [m for m in drive.members if m.role == "manager" and m.type == "user"]
-        if member in managers and new_role != "manager" and len(managers) == 1:
+        managers = [m.id for m in drive.members if m.role == "manager" and m.type == "user"]
+        if managers == [member.id] and member.type == "user" and new_role != "manager":
             raise Conflict("the last manager of a space cannot be removed or demoted")
 
     async def _set_role(self, conn: AsyncConnection, drive: Drive, member: Member,
@@ -422,9 +426,28 @@ class RegistryService:
                                       order=[spaces.c.change_seq])
 
     async def visible_ids(self, principal: Principal) -> set[str]:
+        """Ids of the drives ``list_drives`` would show (disabled ones to managers only)."""
+        query = (
+            select(spaces.c.id, spaces.c.disabled_ms, space_members.c.role)
+            .join(space_members, space_members.c.space_id == spaces.c.id)
+            .where(space_members.c.principal_id.in_(principal_ids(principal)))
+        )
+        roles: dict[str, list[str]] = {}
+        disabled: set[str] = set()
         async with self.db.read() as conn:
-            rows = await conn.execute(select(spaces.c.id).where(self._visible(principal)))
-            return {r.id for r in rows}
+            for r in await conn.execute(query):
+                roles.setdefault(r.id, []).append(r.role)
+                if r.disabled_ms is not None:
+                    disabled.add(r.id)
+        return {sid for sid, names in roles.items()
+                if sid not in disabled or strongest(names).name == "manager"}
+
+    async def count_by_type(self) -> dict[str, int]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(spaces.c.type, func.count()).group_by(spaces.c.type))
+            counted = {kind: int(n) for kind, n in rows}
+        return {kind: counted.get(kind, 0) for kind in SPACE_TYPES}
 
     async def current_seq(self) -> int:
         async with self.db.read() as conn:

@@ -48,14 +48,14 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        http={"host": "127.0.0.1", "port": 0},
-        grpc={"host": "127.0.0.1", "port": 0},
-        log={"level": "warning", "format": "text"},
-        **overrides,
-    )
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "http": {"host": "127.0.0.1", "port": 0},
+        "grpc": {"host": "127.0.0.1", "port": 0},
+        "log": {"level": "warning", "format": "text"},
+    }
+    return Settings(**{**values, **overrides})
 
 
 @dataclass

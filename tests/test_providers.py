@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from fedspace.app import Instance
-from tests.conftest import Running, make_settings
+from conftest import Running, make_settings
 
 SECRET = "x" * 48
 

@@ -73,6 +73,8 @@ async def test_health_ready_metrics(instance) -> None:  # type: ignore[no-untype
     metrics = (await anon.get("/metrics")).text
     assert 'fedspace_http_requests_total{method="GET",route="/graph/v1.0/me/drives"' in metrics
     assert "fedspace_http_request_duration_seconds_bucket" in metrics
+    assert 'fedspace_spaces{type="personal"} 1.0' in metrics
+    assert 'fedspace_bytes_stored{provider="provider-1"} 0.0' in metrics
 
 
 async def test_no_anonymous_access(instance) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,168 @@
+"""LibreGraph shapes of drives and permissions: request bodies and JSON rendering.
+
+Drives are rendered as plain dicts serialised by orjson (no ``jsonable_encoder``): a
+listing is the hot path and this keeps it to one dict per drive. Shapes follow what oCIS
+serves so LibreGraph clients understand them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from registry.roles import ROLES, Role
+from registry.service import Drive, Member
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# oCIS's condition for roles that apply to a space root.
+ROOT_CONDITION = "exists @Resource.Root"
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _image_path(value: str) -> str:
+    """A relative path inside the space ("" clears the image)."""
+    _no_control(value)
+    path = value.strip().strip("/")
+    if path and (path == ".." or path.startswith("../") or posixpath.normpath(path) != path):
+        raise ValueError("must be a normalised path inside the space")
+    return path
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+                 AfterValidator(_no_control)]
+Description = Annotated[str, Field(max_length=4096), AfterValidator(_no_control)]
+ImagePath = Annotated[str, Field(max_length=1024), AfterValidator(_image_path)]
+RoleRefs = Annotated[list[str], Field(min_length=1, max_length=1,
+                                      description="exactly one role id or short name")]
+
+
+class _Body(BaseModel):
+    # Clients send more LibreGraph fields than we act on; ignore them rather than fail.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class QuotaIn(_Body):
+    total: int = Field(ge=0, description="bytes; 0 = unlimited")
+
+
+class DriveCreate(_Body):
+    name: Name
+    description: Description = ""
+    quota: QuotaIn | None = None
+    drive_type: str = Field("project", alias="driveType")
+
+
+class DrivePatch(_Body):
+    name: Name | None = None
+    description: Description | None = None
+    quota: QuotaIn | None = None
+    image: ImagePath | None = Field(None, description="path of the space image; '' clears it")
+
+
+class Recipient(_Body):
+    object_id: str = Field(alias="objectId", min_length=1, max_length=64)
+    type: Literal["user", "group"] = Field("user", alias="@libre.graph.recipient.type")
+
+
+class Invite(_Body):
+    recipients: list[Recipient] = Field(min_length=1, max_length=100)
+    roles: RoleRefs
+
+
+class PermissionPatch(_Body):
+    roles: RoleRefs
+
+
+# -- rendering ----------------------------------------------------------------------------
+
+
+def iso(ms: int) -> str:
+    """Milliseconds since the epoch → ISO 8601 UTC (``2024-05-01T12:00:00.000Z``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def quota(total: int, used: int) -> dict[str, Any]:
+    """oCIS quota: total 0 is unlimited (no total/remaining); state by the used share."""
+    if not total:
+        return {"used": used, "state": "normal"}
+    percent = used * 100 / total
+    state = ("normal" if percent <= 75 else "nearing" if percent <= 90
+             else "critical" if percent < 100 else "exceeded")
+    return {"total": total, "used": used, "remaining": max(total - used, 0), "state": state}
+
+
+def permission(member: Member, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One membership as a LibreGraph permission; display names only when given."""
+    identity: dict[str, Any] = {"id": member.id}
+    if names is not None and member.id in names:
+        identity["displayName"] = names[member.id]
+    return {"id": member.permission_id, "roles": [ROLES[member.role].id],
+            "grantedToV2": {member.type: identity}}
+
+
+def role_definition(role: Role, weight: int) -> dict[str, Any]:
+    return {"id": role.id, "displayName": role.display_name, "description": role.description,
+            "rolePermissions": [{"allowedResourceActions": list(role.actions),
+                                 "condition": ROOT_CONDITION}],
+            "@libre.graph.weight": weight}
+
+
+ROLE_DEFINITIONS = [role_definition(r, i) for i, r in enumerate(ROLES.values(), 1)]
+
+
+class Renderer:
+    """Builds drive JSON against this instance's public URL."""
+
+    def __init__(self, public_url: str) -> None:
+        self.public_url = public_url
+
+    def dav_url(self, drive_id: str) -> str:
+        return f"{self.public_url}/dav/spaces/{drive_id}"
+
+    def drive_url(self, drive_id: str) -> str:
+        return f"{self.public_url}/graph/v1.0/drives/{drive_id}"
+
+    def drive(self, d: Drive) -> dict[str, Any]:
+        dav = self.dav_url(d.id)
+        root: dict[str, Any] = {"id": d.root_id, "eTag": d.etag, "webDavUrl": dav,
+                                "permissions": [permission(m) for m in d.members]}
+        if d.disabled:
+            root["deleted"] = {"state": "trashed"}  # how oCIS marks a disabled space
+        out: dict[str, Any] = {
+            "id": d.id,
+            "driveType": d.type,
+            "driveAlias": d.alias,
+            "name": d.name,
+            "description": d.description,
+            "quota": quota(d.quota_total, d.size),
+            "root": root,
+            "webUrl": f"{self.public_url}/#/spaces/{d.id}",
+            "createdDateTime": iso(d.created_ms),
+            "lastModifiedDateTime": iso(d.modified_ms),
+            "managers": [{"id": m.id} for m in d.members
+                         if m.role == "manager" and m.type == "user"],
+            "syncable": not d.disabled,
+        }
+        if d.personal_user_id:
+            out["owner"] = {"user": {"id": d.personal_user_id}}
+        if d.image:
+            out["special"] = [{
+                "name": posixpath.basename(d.image),
+                "specialFolder": {"name": "image"},
+                "webDavUrl": f"{dav}/{quote(d.image)}",
+            }]
+        return out
+
+    def drives(self, drives: Iterable[Drive]) -> dict[str, Any]:
+        return {"value": [self.drive(d) for d in drives]}
