@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fedspace.runtime import Context
     from discovery.component import DiscoveryComponent
+    from fedspace.runtime import Context
 
 
 def create(ctx: Context) -> DiscoveryComponent:

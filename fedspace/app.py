@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Sequence
 
 import grpc
@@ -117,37 +118,54 @@ class Instance:
         host, port = self._http.servers[0].sockets[0].getsockname()[:2]
         return f"http://{host}:{port}"
 
-    async def start(self, *, http: bool = True) -> None:
-        """Migrate, start gRPC and every component, then (optionally) the HTTP server."""
-        await self.ctx.db.migrate()
-        self._grpc = grpc.aio.server(interceptors=[InternalAuthInterceptor(self.ctx.tokens)])
-        for component in self.components:
-            component.add_to_grpc(self._grpc)
-        g = self.settings.grpc
-        port = self._grpc.add_insecure_port(f"{g.host}:{g.port}")
-        if port == 0:
-            raise OSError(f"cannot listen for gRPC on {g.host}:{g.port}")
-        self.ctx.grpc_address = f"{g.host}:{port}"
-        await self._grpc.start()
-        for component in self.components:
-            await component.start()
-        if http:
-            await self._start_http()
+    async def start(self) -> None:
+        """Bind, migrate, start gRPC and every component, then serve HTTP."""
+        sock = self._bind_http()
+        try:
+            await self.ctx.db.migrate()
+            self._grpc = grpc.aio.server(
+                interceptors=[InternalAuthInterceptor(self.ctx.tokens)])
+            for component in self.components:
+                component.add_to_grpc(self._grpc)
+            g = self.settings.grpc
+            try:
+                port = self._grpc.add_insecure_port(f"{g.host}:{g.port}")
+            except RuntimeError:
+                port = 0
+            if port == 0:
+                raise OSError(f"cannot listen for gRPC on {g.host}:{g.port} (address in use?)")
+            self.ctx.grpc_address = f"{g.host}:{port}"
+            await self._grpc.start()
+            for component in self.components:
+                await component.start()
+        except BaseException:
+            sock.close()
+            raise
+        await self._serve_http(sock)
         log.info("instance started", extra={"services": list(self.only),
-                                            "grpc": self.ctx.grpc_address})
+                                            "grpc": self.ctx.grpc_address, "url": self.url})
 
-    async def _start_http(self) -> None:
+    def _bind_http(self) -> socket.socket:
+        """Bind first: a taken port fails fast, and port 0 resolves before URLs are derived."""
         h = self.settings.http
-        config = uvicorn.Config(
-            self.app, host=h.host, port=h.port, lifespan="off", log_config=None,
-            access_log=False, timeout_graceful_shutdown=5,
-        )
+        try:
+            sock = socket.create_server((h.host, h.port), reuse_port=False)
+        except OSError as exc:
+            raise OSError(f"cannot listen for HTTP on {h.host}:{h.port}: {exc.strerror}") from None
+        port = sock.getsockname()[1]
+        if self.settings.public_url_derived:
+            self.settings.public_url = f"http://{h.host}:{port}"
+        return sock
+
+    async def _serve_http(self, sock: socket.socket) -> None:
+        config = uvicorn.Config(self.app, lifespan="off", log_config=None, access_log=False,
+                                timeout_graceful_shutdown=5)
         self._http = uvicorn.Server(config)
-        self._http_task = asyncio.create_task(self._http.serve())
+        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
         while not self._http.started:
             if self._http_task.done():
                 self._http_task.result()  # re-raise why it could not start
-                raise OSError(f"cannot listen for HTTP on {h.host}:{h.port}")
+                raise OSError("the HTTP server stopped while starting")
             await asyncio.sleep(0.01)
 
     async def wait(self) -> None:

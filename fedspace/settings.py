@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     provider: ProviderSettings = ProviderSettings()
     discovery: DiscoverySettings = DiscoverySettings()
+    _public_url_derived: bool = PrivateAttr(False)
 
     @classmethod
     def settings_customise_sources(
@@ -78,10 +79,16 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
 
+    @property
+    def public_url_derived(self) -> bool:
+        """True when public_url was not configured but derived from the HTTP listener."""
+        return self._public_url_derived
+
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         if not self.public_url:
             self.public_url = f"http://{self.http.host}:{self.http.port}"
+            self._public_url_derived = True
         self.public_url = self.public_url.rstrip("/")
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{(self.data_dir / 'fedspace.db').as_posix()}"

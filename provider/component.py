@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import grpc
@@ -56,10 +57,9 @@ class ProviderComponent:
             self.service, self.feed, self.ctx.tokens, registry, self.ctx.grpc_address,
             settings.provider.dav_url or settings.public_url)
         self.link.start()
-        try:
+        # If the registry is slow, the link keeps retrying; /readyz says why we are not ready.
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.link.registered.wait(), REGISTER_WAIT_SECONDS)
-        except TimeoutError:
-            pass  # keeps retrying in the background; /readyz says why it is not ready
 
     async def stop(self) -> None:
         if self.link is not None:

@@ -28,7 +28,7 @@ class ProviderRpc(ProviderServicer):
         if not _valid_id(space_id):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid space id")
 
-    async def CreateSpace(  # noqa: N802 (gRPC method names)
+    async def CreateSpace(
         self, request: pb.CreateSpaceRequest, context: grpc.aio.ServicerContext
     ) -> pb.SpaceState:
         await self._check(request.space_id, context)
@@ -37,14 +37,14 @@ class ProviderRpc(ProviderServicer):
         state = await self.service.create_space(request.space_id, request.quota_total)
         return to_pb(self.service.provider_id, state)
 
-    async def DeleteSpace(  # noqa: N802
+    async def DeleteSpace(
         self, request: pb.SpaceRef, context: grpc.aio.ServicerContext
     ) -> pb.DeleteSpaceReply:
         await self._check(request.space_id, context)
         await self.service.delete_space(request.space_id)
         return pb.DeleteSpaceReply()
 
-    async def SetQuota(  # noqa: N802
+    async def SetQuota(
         self, request: pb.SetQuotaRequest, context: grpc.aio.ServicerContext
     ) -> pb.SpaceState:
         await self._check(request.space_id, context)
@@ -54,7 +54,7 @@ class ProviderRpc(ProviderServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such space")
         return to_pb(self.service.provider_id, state)
 
-    async def Stat(  # noqa: N802
+    async def Stat(
         self, request: pb.SpaceRef, context: grpc.aio.ServicerContext
     ) -> pb.SpaceState:
         await self._check(request.space_id, context)

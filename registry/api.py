@@ -122,7 +122,7 @@ def _sse(event: str, data: dict[str, Any], seq: int | None = None) -> bytes:
 
 
 def router(service: RegistryService, ctx: Context) -> APIRouter:
-    render = Renderer(ctx.settings.public_url)
+    render = Renderer(ctx.settings)
     r = APIRouter(route_class=ServiceErrorRoute)
 
     async def authenticate(request: Request) -> Principal:

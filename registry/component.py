@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import grpc
 from fastapi import APIRouter
 
-from fedspace.rpc.spaces_pb2_grpc import add_RegistryServicer_to_server
 from fedspace.metrics import Metrics
+from fedspace.rpc.spaces_pb2_grpc import add_RegistryServicer_to_server
 from fedspace.runtime import Context
 from registry.events import EventBus
 from registry.grpc import RegistryRpc

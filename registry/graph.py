@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from fedspace.settings import Settings
 from registry.roles import ROLES, Role
 from registry.service import Drive, Member
 
@@ -124,8 +125,12 @@ ROLE_DEFINITIONS = [role_definition(r, i) for i, r in enumerate(ROLES.values(), 
 class Renderer:
     """Builds drive JSON against this instance's public URL."""
 
-    def __init__(self, public_url: str) -> None:
-        self.public_url = public_url
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings  # public_url is final only once the listener is bound
+
+    @property
+    def public_url(self) -> str:
+        return self.settings.public_url
 
     def dav_url(self, drive_id: str) -> str:
         return f"{self.public_url}/dav/spaces/{drive_id}"

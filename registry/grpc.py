@@ -21,7 +21,7 @@ class RegistryRpc(RegistryServicer):
         self.providers = providers
         self.registry_id = registry_id
 
-    async def RegisterProvider(  # noqa: N802 (gRPC method names)
+    async def RegisterProvider(
         self, request: pb.ProviderInfo, context: grpc.aio.ServicerContext
     ) -> pb.RegisterReply:
         if not request.provider_id or not request.grpc_address or not request.dav_url:
@@ -32,7 +32,7 @@ class RegistryRpc(RegistryServicer):
                                                "grpc": request.grpc_address})
         return pb.RegisterReply(registry_id=self.registry_id)
 
-    async def PublishChanges(  # noqa: N802
+    async def PublishChanges(
         self, request_iterator: AsyncIterator[pb.SpaceState], context: grpc.aio.ServicerContext
     ) -> pb.PublishReply:
         accepted = 0

@@ -15,6 +15,7 @@ from fedspace.rpc.spaces_pb2_grpc import ProviderStub
 from fedspace.sqltypes import now_ms
 from registry.models import providers, spaces
 
+
 class NoProvider(RuntimeError):
     """No storage provider has registered, so a new space has nowhere to live."""
 

@@ -11,9 +11,9 @@ import socket
 from pathlib import Path
 
 import httpx
+from conftest import Running, make_settings
 
 from fedspace.app import Instance
-from conftest import Running, make_settings
 
 SECRET = "x" * 48
 

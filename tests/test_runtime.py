@@ -109,3 +109,21 @@ async def test_grpc_refuses_calls_without_internal_token(instance) -> None:  # t
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await ProviderStub(channel).CreateSpace(pb.CreateSpaceRequest(space_id="evil"))
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_urls_use_the_bound_port(instance) -> None:  # type: ignore[no-untyped-def]
+    drives = (await instance.client("alice").get("/graph/v1.0/me/drives")).json()["value"]
+    assert drives[0]["root"]["webDavUrl"].startswith(instance.url + "/dav/spaces/")
+
+
+async def test_port_in_use_is_a_clear_error(instance, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import make_settings
+
+    from fedspace.app import Instance
+
+    port = int(instance.url.rsplit(":", 1)[1])
+    other = Instance(make_settings(tmp_path / "other", f"sqlite+aiosqlite:///{tmp_path}/o.db",
+                                   http={"host": "127.0.0.1", "port": port}))
+    with pytest.raises(OSError, match=f"cannot listen for HTTP on 127.0.0.1:{port}"):
+        await other.start()
+    await other.stop()
