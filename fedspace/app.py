@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Sequence
 
@@ -151,7 +152,9 @@ class Instance:
         try:
             sock = socket.create_server((h.host, h.port), reuse_port=False)
         except OSError as exc:
-            raise OSError(f"cannot listen for HTTP on {h.host}:{h.port}: {exc.strerror}") from None
+            raise OSError(
+                f"cannot listen for HTTP on {h.host}:{h.port}: {os.strerror(exc.errno or 0)}"
+            ) from None
         port = sock.getsockname()[1]
         if self.settings.public_url_derived:
             self.settings.public_url = f"http://{h.host}:{port}"

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 import grpc
 from fastapi import APIRouter
 
+from fedspace.auth import Principal
 from fedspace.metrics import Metrics
+from fedspace.problem import Problem
 from fedspace.rpc.spaces_pb2_grpc import add_RegistryServicer_to_server
 from fedspace.runtime import Context
 from registry.events import EventBus
 from registry.grpc import RegistryRpc
-from registry.providers import Providers
+from registry.providers import NoProvider, Providers
 from registry.service import RegistryService
 
 
@@ -24,7 +26,15 @@ class RegistryComponent:
         self.bus = EventBus()
         self.providers = Providers(ctx.db, ctx.tokens)
         self.service = RegistryService(ctx.db, ctx.settings.registry, self.providers, self.bus)
-        ctx.auth.on_first_seen(self.service.ensure_personal_space)
+        ctx.auth.on_first_seen(self._first_seen)
+
+    async def _first_seen(self, principal: Principal) -> None:
+        try:
+            await self.service.ensure_personal_space(principal)
+        except (NoProvider, grpc.aio.AioRpcError) as exc:
+            # Not remembered as seen: the next request tries again.
+            why = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            raise Problem(503, f"cannot create your personal space yet: {why}") from None
 
     def routers(self) -> Sequence[APIRouter]:
         from registry.api import router

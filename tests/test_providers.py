@@ -103,3 +103,21 @@ async def _async(value):  # type: ignore[no-untyped-def]
 async def _principal(running: Running, name: str):  # type: ignore[no-untyped-def]
     directory = running.instance.ctx.components["discovery"].directory
     return await directory.principal(running.users[name][0])
+
+
+async def test_registry_without_providers_answers_503(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    registry_only = Instance(settings, only=["discovery", "registry"])
+    await registry_only.start()
+    try:
+        running = Running(registry_only, registry_only.url)
+        await running.add_user("alice")
+        r = await running.client("alice").get("/graph/v1.0/me/drives")
+        assert r.status_code == 503
+        assert "no storage provider is registered" in r.json()["detail"]
+        r = await running.client("alice").post("/graph/v1.0/drives", json={"name": "x"})
+        assert r.status_code == 503
+    finally:
+        for c in running.clients:
+            await c.aclose()
+        await registry_only.stop()
