@@ -160,7 +160,7 @@ class Instance:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         port = sock.getsockname()[1]
         if self.settings.public_url_derived:
-            self.settings.public_url = f"http://{h.host}:{port}"
+            self.settings.rebase(f"http://{h.host}:{port}")
         return sock
 
     async def _serve_http(self, sock: socket.socket) -> None:

@@ -37,6 +37,20 @@ class GrpcSettings(BaseModel):
     port: int = Field(9142, ge=0, le=65535)
 
 
+class OutboundSettings(BaseModel):
+    """The one guarded client for outbound discovery fetches (WebFinger, OIDC, JWKS, OCM)."""
+
+    allow_http: bool = Field(False, description="dev mode: allow plain-http targets")
+    allow_private_addresses: bool = Field(
+        False, description="allow loopback/private targets (the rig sets this)")
+    hosts: dict[str, str] = Field(
+        default_factory=dict,
+        description="name map host → ip[:port], used instead of DNS (the rig's map)")
+    ca_file: Path | None = Field(None, description="extra CA bundle (the rig's test CA)")
+    timeout: float = Field(10.0, gt=0)
+    max_response_bytes: int = Field(1024 * 1024, ge=1024)
+
+
 class LogSettings(BaseModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "text"] = "json"
@@ -59,10 +73,11 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     grpc: GrpcSettings = GrpcSettings()
     log: LogSettings = LogSettings()
+    outbound: OutboundSettings = OutboundSettings()
     registry: RegistrySettings = RegistrySettings()
     provider: ProviderSettings = ProviderSettings()
     discovery: DiscoverySettings = DiscoverySettings()
-    _public_url_derived: bool = PrivateAttr(False)
+    _derived: set[str] = PrivateAttr(default_factory=set)
 
     @classmethod
     def settings_customise_sources(
@@ -82,16 +97,32 @@ class Settings(BaseSettings):
     @property
     def public_url_derived(self) -> bool:
         """True when public_url was not configured but derived from the HTTP listener."""
-        return self._public_url_derived
+        return "public_url" in self._derived
+
+    def rebase(self, public_url: str) -> None:
+        """Set a derived public_url (the bound port is known) and everything derived from it."""
+        self.public_url = public_url
+        if "issuer" in self._derived:
+            self.discovery.issuer = f"{public_url}/idp"
+        if "audience" in self._derived:
+            self.discovery.audience = public_url
 
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         if not self.public_url:
             self.public_url = f"http://{self.http.host}:{self.http.port}"
-            self._public_url_derived = True
+            self._derived.add("public_url")
         self.public_url = self.public_url.rstrip("/")
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{(self.data_dir / 'fedspace.db').as_posix()}"
+        if not self.discovery.issuer:
+            self.discovery.issuer = f"{self.public_url}/idp"
+            self._derived.add("issuer")
+        if not self.discovery.audience:
+            self.discovery.audience = self.public_url
+            self._derived.add("audience")
+        if self.discovery.keys_dir is None:
+            self.discovery.keys_dir = self.data_dir / "keys"
         if self.provider.storage_root is None:
             self.provider.storage_root = self.data_dir / "storage"
         return self
