@@ -13,7 +13,7 @@ SUITES = ("basic", "copymove", "props", "http")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_litmus(instance) -> None:  # type: ignore[no-untyped-def]
+async def test_litmus(instance, tmp_path) -> None:  # type: ignore[no-untyped-def]
     litmus = shutil.which("litmus")
     if litmus is None:
         if os.environ.get("FEDSPACE_TEST_REQUIRE_LITMUS") == "1":
@@ -25,7 +25,7 @@ async def test_litmus(instance) -> None:  # type: ignore[no-untyped-def]
     url = f"{instance.url}/dav/spaces/{personal['id']}/"
     proc = await asyncio.create_subprocess_exec(
         litmus, url, "alice", instance.users["alice"][1],
-        env={**os.environ, "TESTS": " ".join(SUITES)},
+        env={**os.environ, "TESTS": " ".join(SUITES)}, cwd=tmp_path,  # litmus writes debug.log
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 300)
     report = out.decode(errors="replace")
