@@ -7,8 +7,14 @@ from collections.abc import Sequence
 import grpc
 from fastapi import APIRouter
 
+from discovery.api import webfinger_router
 from discovery.basic import AppPasswordVerifier
+from discovery.client import DiscoveryClient
+from discovery.guests import Guests
+from discovery.idp import create_idp
 from discovery.service import Directory
+from discovery.tokens import BearerVerifier, DiscoveredKeys, LocalKeys
+from discovery.trust import TrustStore
 from fedspace.metrics import Metrics
 from fedspace.runtime import Context
 
@@ -17,13 +23,22 @@ class DiscoveryComponent:
     name = "discovery"
 
     def __init__(self, ctx: Context) -> None:
+        self.settings = ctx.settings
         self.directory = Directory(ctx.db)
+        self.idp = create_idp(ctx, self.directory) if ctx.settings.discovery.idp_enabled else None
         ctx.auth.verifiers.append(
             AppPasswordVerifier(self.directory, ctx.settings.discovery.app_password_cache_seconds)
         )
+        self.trust = TrustStore(ctx.db, ctx.settings)
+        self.guests = Guests(ctx.db)
+        keys = DiscoveredKeys(
+            DiscoveryClient(ctx.outbound, ctx.settings.discovery.discovery_cache_seconds))
+        self.bearer = BearerVerifier(ctx.settings, self.trust, self.directory, self.guests, keys,
+                                     LocalKeys(self.idp.keys) if self.idp else None)
+        ctx.auth.verifiers.append(self.bearer)
 
     def routers(self) -> Sequence[APIRouter]:
-        return ()
+        return (webfinger_router(self.settings),)
 
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         pass

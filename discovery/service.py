@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import re
 import secrets
@@ -10,16 +12,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
-from discovery.models import app_passwords, group_members, groups, users
+from discovery.models import (
+    app_passwords,
+    federated_identities,
+    group_members,
+    groups,
+    users,
+)
 from fedspace.auth import Principal
 from fedspace.db import Database
 from fedspace.sqltypes import now_ms
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _hasher = PasswordHasher()
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the account has no password, so timing does not reveal which exist."""
+    return _hasher.hash("fedspace-no-such-user")
 
 
 class DirectoryError(ValueError):
@@ -92,6 +107,23 @@ class Directory:
             raise DirectoryError(f"no such user: {username!r}")
         return _user(row)
 
+    async def user_by_id(self, user_id: str) -> User | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        return _user(row) if row else None
+
+    async def check_password(self, username: str, password: str) -> User | None:
+        """The enabled user whose account password this is (Argon2 verify), else None."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(users).where(users.c.username == username))).first()
+        known = row is not None and bool(row.password_hash)
+        try:
+            ok = await asyncio.to_thread(
+                _hasher.verify, row.password_hash if known else _dummy_hash(), password)
+        except (VerificationError, InvalidHashError):
+            ok = False
+        return _user(row) if ok and known and not row.disabled else None
+
     async def list_users(self) -> list[User]:
         async with self.db.read() as conn:
             rows = await conn.execute(select(users).order_by(users.c.username))
@@ -130,9 +162,13 @@ class Directory:
                 await conn.execute(insert(group_members).values(group_id=gid, user_id=user.id))
 
     async def user_exists(self, user_id: str) -> bool:
+        """A local user or a federated guest known to this instance."""
+        query = union_all(
+            select(users.c.id).where(users.c.id == user_id),
+            select(federated_identities.c.principal_id).where(
+                federated_identities.c.principal_id == user_id))
         async with self.db.read() as conn:
-            return (await conn.execute(
-                select(users.c.id).where(users.c.id == user_id))).first() is not None
+            return (await conn.execute(query)).first() is not None
 
     async def group_exists(self, group_id: str) -> bool:
         async with self.db.read() as conn:
@@ -140,13 +176,16 @@ class Directory:
                 select(groups.c.id).where(groups.c.id == group_id))).first() is not None
 
     async def display_names(self, ids: Iterable[str]) -> dict[str, str]:
-        """Display names of the users and groups among ``ids`` (unknown ids are left out)."""
+        """Display names of the users, guests and groups among ``ids`` (unknown ids left out)."""
         wanted = list(set(ids))
         if not wanted:
             return {}
         query = union_all(
             select(users.c.id, users.c.display_name).where(users.c.id.in_(wanted)),
-            select(groups.c.id, groups.c.display_name).where(groups.c.id.in_(wanted)))
+            select(groups.c.id, groups.c.display_name).where(groups.c.id.in_(wanted)),
+            select(federated_identities.c.principal_id.label("id"),
+                   federated_identities.c.display_name).where(
+                federated_identities.c.principal_id.in_(wanted)))
         async with self.db.read() as conn:
             return {r.id: r.display_name for r in await conn.execute(query)}
 

@@ -25,6 +25,7 @@ from fedspace.db import Database
 from fedspace.internal import InternalTokens, load_or_create_secret
 from fedspace.limits import BodyLimitMiddleware
 from fedspace.metrics import Metrics, MetricsMiddleware
+from fedspace.outbound import Outbound
 from fedspace.rpc import InternalAuthInterceptor
 from fedspace.runtime import SERVICES, Component, Context
 from fedspace.settings import Settings
@@ -65,6 +66,7 @@ class Instance:
             db=Database(settings.database_url),
             tokens=InternalTokens(secret),
             metrics=Metrics(),
+            outbound=Outbound(settings.outbound),
         )
         self.ctx.auth.verifiers.extend(verifiers)
         self.components = _components(self.ctx, self.only)
@@ -188,4 +190,5 @@ class Instance:
             await component.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace=1)
+        await self.ctx.outbound.aclose()
         await self.ctx.db.close()

@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from discovery.cli import groups, users
+from discovery.discover_cli import discover
+from discovery.trust_cli import trust
 from fedspace.cliutil import ConfigOption, fail, settings_from
 from fedspace.runtime import SERVICES
 
@@ -19,6 +21,8 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 app.add_typer(config_app, name="config")
 app.add_typer(users, name="users")
 app.add_typer(groups, name="groups")
+app.command()(discover)
+app.add_typer(trust, name="trust")
 
 
 @app.command()

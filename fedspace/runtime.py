@@ -18,6 +18,7 @@ from fedspace.auth import Authenticator
 from fedspace.db import Database
 from fedspace.internal import InternalTokens
 from fedspace.metrics import Metrics
+from fedspace.outbound import Outbound
 from fedspace.settings import Settings
 
 SERVICES = ("discovery", "registry", "provider")
@@ -29,6 +30,7 @@ class Context:
     db: Database
     tokens: InternalTokens
     metrics: Metrics
+    outbound: Outbound  # the one guarded client for every outbound fetch
     auth: Authenticator = field(default_factory=Authenticator)
     # Address of this process's gRPC server once it listens (host:port).
     grpc_address: str = ""

@@ -1,0 +1,31 @@
+"""``fedspace idp rotate-keys`` (server running or not) and ``fedspace idp hash-secret``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from argon2 import PasswordHasher
+
+from discovery.idp.keys import DEFAULT_GRACE, KeyStore
+from fedspace.cliutil import ConfigOption, settings_from
+
+
+def keys_rotate(
+    config: ConfigOption = None,
+    grace: Annotated[int, typer.Option(
+        min=0, help="seconds the new key is published before it signs")] = DEFAULT_GRACE,
+) -> None:
+    """Publish a new signing key now; it signs after the grace period."""
+    d = settings_from(config).discovery
+    assert d.keys_dir is not None
+    key = KeyStore(d.keys_dir, d.access_token_ttl).rotate(grace)
+    when = datetime.fromtimestamp(key.not_before, UTC).isoformat(timespec="seconds")
+    typer.echo(f"new key {key.kid} published; signs from {when}")
+
+
+def hash_secret() -> None:
+    """Print the Argon2 hash of a confidential client's secret (for ``secret_hash``)."""
+    secret = typer.prompt("client secret", hide_input=True, confirmation_prompt=True)
+    typer.echo(PasswordHasher().hash(secret))
