@@ -59,6 +59,14 @@ def users_add(
     console.print(f"added user [bold]{user.username}[/] id={user.id}")
 
 
+@users.command("passwd")
+def users_passwd(username: str, config: ConfigOption = None) -> None:
+    """Set a user's account password (for the login page; never accepted over Basic)."""
+    secret = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    _run(config, lambda d: d.set_password(username, secret))
+    console.print(f"password of {username} changed")
+
+
 @users.command("list")
 def users_list(config: ConfigOption = None) -> None:
     """List users."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import grpc
 from fastapi import APIRouter
 
-from discovery.api import webfinger_router
+from discovery.api import app_password_router, webfinger_router
 from discovery.basic import AppPasswordVerifier
 from discovery.client import DiscoveryClient
 from discovery.guests import Guests
@@ -26,9 +26,10 @@ class DiscoveryComponent:
         self.settings = ctx.settings
         self.directory = Directory(ctx.db)
         self.idp = create_idp(ctx, self.directory) if ctx.settings.discovery.idp_enabled else None
-        ctx.auth.verifiers.append(
-            AppPasswordVerifier(self.directory, ctx.settings.discovery.app_password_cache_seconds)
-        )
+        self.auth = ctx.auth
+        self.basic = AppPasswordVerifier(
+            self.directory, ctx.settings.discovery.app_password_cache_seconds)
+        ctx.auth.verifiers.append(self.basic)
         self.trust = TrustStore(ctx.db, ctx.settings)
         self.guests = Guests(ctx.db)
         keys = DiscoveredKeys(
@@ -38,7 +39,8 @@ class DiscoveryComponent:
         ctx.auth.verifiers.append(self.bearer)
 
     def routers(self) -> Sequence[APIRouter]:
-        return (webfinger_router(self.settings),)
+        return (webfinger_router(self.settings),
+                app_password_router(self.directory, self.auth, self.basic))
 
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         pass

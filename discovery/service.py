@@ -129,6 +129,16 @@ class Directory:
             rows = await conn.execute(select(users).order_by(users.c.username))
             return [_user(r) for r in rows]
 
+    async def set_password(self, username: str, password: str) -> None:
+        if len(password) < 8:
+            raise DirectoryError("the password must have at least 8 characters")
+        hashed = await asyncio.to_thread(_hasher.hash, password)
+        async with self.db.write() as conn:
+            result = await conn.execute(
+                update(users).where(users.c.username == username).values(password_hash=hashed))
+        if result.rowcount == 0:
+            raise DirectoryError(f"no such user: {username!r}")
+
     async def set_disabled(self, username: str, disabled: bool) -> None:
         async with self.db.write() as conn:
             result = await conn.execute(

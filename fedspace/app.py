@@ -12,12 +12,14 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import grpc
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Host, Mount, Router
 
 from fedspace import problem
 from fedspace.auth import Verifier
@@ -86,6 +88,7 @@ class Instance:
             from fedspace.gateway import router as dav_router
 
             app.include_router(dav_router(self.ctx))
+        self._mount_idp(app)
 
         @app.get("/healthz", include_in_schema=False)
         async def healthz() -> Response:
@@ -113,6 +116,24 @@ class Instance:
         app.add_middleware(BodyLimitMiddleware, limit=self.settings.http.max_body_size)
         app.add_middleware(MetricsMiddleware, metrics=self.ctx.metrics)
         return app
+
+    def _mount_idp(self, app: FastAPI) -> None:
+        """The IdP shares the listener: under the issuer's path when it shares the cloud
+        host (``http://host/idp``), on a Host route when it has its own (``idp.D``)."""
+        discovery = self.ctx.components.get("discovery")
+        idp = getattr(discovery, "idp", None)
+        if idp is None:
+            return
+        issuer = urlsplit(self.settings.discovery.issuer)
+        public = urlsplit(self.settings.public_url)
+        path = issuer.path.rstrip("/")
+        if issuer.hostname == public.hostname and issuer.port == public.port:
+            if not path:
+                raise ValueError("an IdP on the cloud host needs a path (e.g. <public_url>/idp)")
+            app.mount(path, idp.app)
+            return
+        target = Router(routes=[Mount(path, app=idp.app)]) if path else idp.app
+        app.router.routes.insert(0, Host(issuer.hostname or "", app=target))
 
     @property
     def url(self) -> str:

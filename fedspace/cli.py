@@ -11,6 +11,7 @@ import typer
 
 from discovery.cli import groups, users
 from discovery.discover_cli import discover
+from discovery.idp.cli import idp
 from discovery.trust_cli import trust
 from fedspace.cliutil import ConfigOption, fail, settings_from
 from fedspace.runtime import SERVICES
@@ -23,6 +24,7 @@ app.add_typer(users, name="users")
 app.add_typer(groups, name="groups")
 app.command()(discover)
 app.add_typer(trust, name="trust")
+app.add_typer(idp, name="idp")
 
 
 @app.command()

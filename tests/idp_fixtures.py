@@ -121,11 +121,6 @@ async def start_idp(start_instance: Callable) -> Rig:
     component = running.instance.ctx.components["discovery"]
     settings = running.instance.settings
     issuer = settings.discovery.issuer
-    issuer_path = urlsplit(issuer).path
-    async with httpx.AsyncClient() as c:
-        mounted = (await c.get(f"{issuer}/.well-known/openid-configuration")).status_code == 200
-    if not mounted:  # until the lead mounts the IdP in fedspace.app
-        running.instance.app.mount(issuer_path, component.idp.app)
     directory = component.directory
     await directory.add_user("einstein", display_name="Albert Einstein",
                              email="einstein@zurich.test", password=PASSWORD)

@@ -11,7 +11,10 @@ from argon2 import PasswordHasher
 from discovery.idp.keys import DEFAULT_GRACE, KeyStore
 from fedspace.cliutil import ConfigOption, settings_from
 
+idp = typer.Typer(help="The embedded OpenID Connect provider.", no_args_is_help=True)
 
+
+@idp.command("rotate-keys")
 def keys_rotate(
     config: ConfigOption = None,
     grace: Annotated[int, typer.Option(
@@ -25,6 +28,7 @@ def keys_rotate(
     typer.echo(f"new key {key.kid} published; signs from {when}")
 
 
+@idp.command("hash-secret")
 def hash_secret() -> None:
     """Print the Argon2 hash of a confidential client's secret (for ``secret_hash``)."""
     secret = typer.prompt("client secret", hide_input=True, confirmation_prompt=True)
