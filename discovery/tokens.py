@@ -17,7 +17,6 @@ import hashlib
 import json
 import time
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -113,8 +112,130 @@ def _shown(value: object, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+class InvalidToken(Exception):
+    """A JWT failed one check; the message says which, with token values sanitized."""
+
+
 def _fail(description: str) -> Unauthorized:
     return Unauthorized("Bearer", "invalid_token", description)
+
+
+class Refreshes:
+    """At most one JWKS re-fetch per issuer every ``interval`` seconds (unknown kids)."""
+
+    def __init__(self, interval: float = REFRESH_INTERVAL) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}  # issuer → monotonic time of last re-fetch
+
+    def allow(self, issuer: str) -> bool:
+        now = time.monotonic()
+        last = self._last.get(issuer)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[issuer] = now
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A JWS split open but not yet verified: only its alg and issuer may guide us."""
+
+    token: str
+    header: dict[str, Any]
+    alg: str
+    issuer: str
+
+
+def parse(token: str, types: frozenset[str]) -> Parsed:
+    """Header checks (alg allowlist, ``typ`` in ``types`` when present) and the unverified
+    ``iss``, which decides *whether* to fetch keys, never which keys to trust."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("malformed token: empty or too long")
+    try:
+        compact = jws.extract_compact(token.encode("ascii"))
+        header = compact.headers()
+    except (JoseError, ValueError):  # UnicodeError is a ValueError
+        raise InvalidToken("malformed token: not a JWS compact serialization") from None
+    alg = header.get("alg")
+    if alg not in ALGORITHMS:
+        raise InvalidToken(f"token algorithm {_shown(alg)} is not allowed "
+                           f"(allowed: {', '.join(ALGORITHMS)})")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in types):
+        raise InvalidToken(f"unsupported token type {_shown(typ)}")
+    try:
+        unverified = json.loads(compact.payload)
+    except (ValueError, RecursionError):
+        unverified = None
+    if not isinstance(unverified, dict):
+        raise InvalidToken("malformed token: payload is not a JSON object")
+    issuer = unverified.get("iss")
+    if issuer is None:
+        raise InvalidToken("missing required claim: iss")
+    if not isinstance(issuer, str):
+        raise InvalidToken("invalid claim iss: not a string")
+    return Parsed(token, dict(header), alg, issuer)
+
+
+async def verify(parsed: Parsed, source: KeySource, refreshes: Refreshes, *, audience: str,
+                 **claims: dict[str, Any]) -> dict[str, Any]:
+    """The verified claims: signature with a key of ``parsed.issuer`` from ``source``,
+    then ``iss``, ``sub``, ``aud`` (contains ``audience``), ``exp``, ``nbf``, ``iat`` and
+    any further joserfc claim options (e.g. ``nonce={"essential": True, "value": n}``)."""
+    key = await _key(source, parsed, refreshes)
+    try:
+        decoded = jwt.decode(parsed.token, key, algorithms=[parsed.alg]).claims
+    except BadSignatureError:
+        raise InvalidToken("bad signature") from None
+    except (InvalidKeyTypeError, InvalidKeyCurveError):
+        raise InvalidToken(
+            f"key {_shown(key.kid)} of the issuer does not fit alg {parsed.alg}") from None
+    except JoseError as exc:
+        raise InvalidToken(f"malformed token: {_shown(exc.description)}") from None
+    registry = jwt.JWTClaimsRegistry(
+        leeway=LEEWAY,
+        iss={"essential": True, "value": parsed.issuer},
+        sub={"essential": True},
+        aud={"essential": True, "value": audience},
+        exp={"essential": True},
+        **claims,
+    )
+    try:
+        registry.validate(decoded)
+    except MissingClaimError as exc:
+        raise InvalidToken(f"missing required claim: {exc.claim.replace(',', ', ')}") from None
+    except ExpiredTokenError:
+        raise InvalidToken("token expired") from None
+    except ClaimError as exc:
+        raise InvalidToken(_claim_problem(exc, audience)) from None
+    return decoded
+
+
+async def _key(source: KeySource, parsed: Parsed, refreshes: Refreshes) -> Key:
+    """The issuer's key for this token; one rate-limited JWKS re-fetch on a miss."""
+    issuer, alg = parsed.issuer, parsed.alg
+    kid = parsed.header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("malformed token: kid is not a string")
+    found = _select(await _key_set(source, issuer, refresh=False), kid, alg)
+    if found is None and refreshes.allow(issuer):
+        found = _select(await _key_set(source, issuer, refresh=True), kid, alg)
+    if found is None:
+        if kid is None:
+            raise InvalidToken(f"token has no kid and issuer {_shown(issuer)} has no single "
+                               f"key for {alg}")
+        raise InvalidToken(f"unknown key id {_shown(kid)} for issuer {_shown(issuer)}")
+    if found.get("use") not in (None, "sig") or found.get("alg") not in (None, alg):
+        raise InvalidToken(f"key {_shown(kid)} of the issuer is not for signing with {alg}")
+    return found
+
+
+async def _key_set(source: KeySource, issuer: str, *, refresh: bool) -> KeySet:
+    try:
+        return await source.key_set(issuer, refresh=refresh)
+    except KeysUnavailable as exc:
+        raise InvalidToken(f"cannot fetch keys of issuer {_shown(issuer)}: "
+                           f"{_shown(exc, 200)}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +257,10 @@ class BearerVerifier:
         self.keys = keys
         # Our own issuer's keys when the embedded IdP runs in this process (else HTTP too).
         self.own_keys = own_keys
-        self.refresh_interval = REFRESH_INTERVAL
+        self.refreshes = Refreshes()
         # sha256(token) → verification; the hot path is one dict lookup. A disabled local
         # user keeps access for at most CACHE_SECONDS, as with app passwords.
         self._cache: dict[str, _Verified] = {}
-        self._refreshed: dict[str, float] = {}  # issuer → monotonic time of last re-fetch
 
     async def verify(self, conn: HTTPConnection) -> Principal | None:
         scheme, _, token = conn.headers.get("authorization", "").partition(" ")
@@ -164,46 +284,18 @@ class BearerVerifier:
         return issuer == self.settings.discovery.issuer or await self.trust.get(issuer) is not None
 
     async def _verify(self, token: str) -> _Verified:
-        if not token or len(token) > MAX_TOKEN_LENGTH:
-            raise _fail("malformed token: empty or too long")
         try:
-            compact = jws.extract_compact(token.encode("ascii"))
-            header = compact.headers()
-        except (JoseError, ValueError):  # UnicodeError is a ValueError
-            raise _fail("malformed token: not a JWS compact serialization") from None
-        alg = header.get("alg")
-        if alg not in ALGORITHMS:
-            raise _fail(f"token algorithm {_shown(alg)} is not allowed "
-                        f"(allowed: {', '.join(ALGORITHMS)})")
-        typ = header.get("typ")
-        if typ is not None and (not isinstance(typ, str) or typ.lower() not in TOKEN_TYPES):
-            raise _fail(f"unsupported token type {_shown(typ)}")
-        try:
-            unverified = json.loads(compact.payload)
-        except (ValueError, RecursionError):
-            unverified = None
-        if not isinstance(unverified, dict):
-            raise _fail("malformed token: payload is not a JSON object")
-        issuer = unverified.get("iss")
-        if issuer is None:
-            raise _fail("missing required claim: iss")
-        if not isinstance(issuer, str):
-            raise _fail("invalid claim iss: not a string")
-
-        own = issuer == self.settings.discovery.issuer
-        trusted = None if own else await self.trust.get(issuer)
-        if not own and trusted is None:
-            raise _fail(f"untrusted issuer {_shown(issuer)}")
-        key = await self._key(issuer, header, alg, own)
-        try:
-            claims = jwt.decode(token, key, algorithms=[alg]).claims
-        except BadSignatureError:
-            raise _fail("bad signature") from None
-        except (InvalidKeyTypeError, InvalidKeyCurveError):
-            raise _fail(f"key {_shown(key.kid)} of the issuer does not fit alg {alg}") from None
-        except JoseError as exc:
-            raise _fail(f"malformed token: {_shown(exc.description)}") from None
-        self._check_claims(claims, issuer)
+            parsed = parse(token, TOKEN_TYPES)
+            issuer = parsed.issuer
+            own = issuer == self.settings.discovery.issuer
+            trusted = None if own else await self.trust.get(issuer)
+            if not own and trusted is None:
+                raise InvalidToken(f"untrusted issuer {_shown(issuer)}")
+            source = self.own_keys if own and self.own_keys is not None else self.keys
+            claims = await verify(parsed, source, self.refreshes,
+                                  audience=self.settings.discovery.audience)
+        except InvalidToken as exc:
+            raise _fail(str(exc)) from None
 
         subject: str = claims["sub"]
         if own:
@@ -219,58 +311,6 @@ class BearerVerifier:
             principal = guest.principal()
         until, exp = time.time() + CACHE_SECONDS, claims["exp"]
         return _Verified(principal, issuer, until if exp >= until else float(exp))
-
-    async def _key(self, issuer: str, header: Mapping[str, Any], alg: str, own: bool) -> Key:
-        """The issuer's key for this token; one rate-limited JWKS re-fetch on a miss."""
-        source = self.own_keys if own and self.own_keys is not None else self.keys
-        kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise _fail("malformed token: kid is not a string")
-        found = _select(await self._key_set(source, issuer, refresh=False), kid, alg)
-        if found is None and self._may_refresh(issuer):
-            found = _select(await self._key_set(source, issuer, refresh=True), kid, alg)
-        if found is None:
-            if kid is None:
-                raise _fail(f"token has no kid and issuer {_shown(issuer)} has no single "
-                            f"key for {alg}")
-            raise _fail(f"unknown key id {_shown(kid)} for issuer {_shown(issuer)}")
-        if found.get("use") not in (None, "sig") or found.get("alg") not in (None, alg):
-            raise _fail(f"key {_shown(kid)} of the issuer is not for signing with {alg}")
-        return found
-
-    @staticmethod
-    async def _key_set(source: KeySource, issuer: str, *, refresh: bool) -> KeySet:
-        try:
-            return await source.key_set(issuer, refresh=refresh)
-        except KeysUnavailable as exc:
-            raise _fail(f"cannot fetch keys of issuer {_shown(issuer)}: "
-                        f"{_shown(exc, 200)}") from None
-
-    def _may_refresh(self, issuer: str) -> bool:
-        now = time.monotonic()
-        last = self._refreshed.get(issuer)
-        if last is not None and now - last < self.refresh_interval:
-            return False
-        self._refreshed[issuer] = now
-        return True
-
-    def _check_claims(self, claims: dict[str, Any], issuer: str) -> None:
-        audience = self.settings.discovery.audience
-        registry = jwt.JWTClaimsRegistry(
-            leeway=LEEWAY,
-            iss={"essential": True, "value": issuer},
-            sub={"essential": True},
-            aud={"essential": True, "value": audience},
-            exp={"essential": True},
-        )
-        try:
-            registry.validate(claims)
-        except MissingClaimError as exc:
-            raise _fail(f"missing required claim: {exc.claim.replace(',', ', ')}") from None
-        except ExpiredTokenError:
-            raise _fail("token expired") from None
-        except ClaimError as exc:
-            raise _fail(_claim_problem(exc, audience)) from None
 
 
 def _claim_problem(exc: ClaimError, audience: str) -> str:

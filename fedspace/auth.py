@@ -37,6 +37,9 @@ class Unauthorized(Exception):
 
 
 class Verifier(Protocol):
+    """``scheme`` names it in WWW-Authenticate challenges; a verifier of credentials a
+    client cannot be challenged for (a session cookie) sets ``challenges = False``."""
+
     scheme: str
 
     async def verify(self, conn: HTTPConnection) -> Principal | None:
@@ -61,6 +64,8 @@ class Authenticator:
     def _challenge(self, failure: Unauthorized | None = None) -> dict[str, str]:
         challenges = []
         for v in self.verifiers:
+            if not getattr(v, "challenges", True):
+                continue
             c = f'{v.scheme} realm="{self.realm}"'
             if failure is not None and failure.scheme == v.scheme:
                 c += f', error="{failure.error}", error_description="{failure.description}"'

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,29 +22,54 @@ REQUIRE_POSTGRES = os.environ.get("FEDSPACE_TEST_REQUIRE_POSTGRES") == "1"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh database per test: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'fedspace.db'}"
-        return
-    if not POSTGRES_URL:
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each database-backed test runs on SQLite and on PostgreSQL."""
+    if request.param == "postgres" and not POSTGRES_URL:
         if REQUIRE_POSTGRES:
             pytest.fail("FEDSPACE_TEST_POSTGRES_URL is not set but PostgreSQL is required")
         pytest.skip("PostgreSQL not configured (set FEDSPACE_TEST_POSTGRES_URL)")
-    name = f"fedspace_test_{uuid.uuid4().hex[:12]}"
+    return str(request.param)
+
+
+NewDatabase = Callable[[str], Awaitable[str]]
+
+
+@pytest.fixture
+async def databases(backend: str, tmp_path: Path) -> AsyncIterator[NewDatabase]:
+    """Factory: ``await databases(name)`` → the URL of a fresh, empty database.
+
+    Each instance of a test gets its own (two domains never share tables)."""
+    created: list[str] = []
     admin_dsn = make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(
-        hide_password=False)
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+        hide_password=False) if POSTGRES_URL else ""
+
+    async def new(name: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}"
+        db_name = f"fedspace_test_{uuid.uuid4().hex[:12]}"
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{db_name}"')
+        finally:
+            await conn.close()
+        created.append(db_name)
+        return make_url(POSTGRES_URL).set(database=db_name).render_as_string(
+            hide_password=False)
+
+    yield new
+    if created:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            for db_name in created:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def database_url(databases: NewDatabase) -> str:
+    """A fresh database for tests that need just one."""
+    return await databases("main")
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
@@ -90,12 +115,12 @@ StartInstance = Callable[..., "Running"]
 
 
 @pytest.fixture
-async def start_instance(tmp_path: Path, database_url: str) -> AsyncIterator[Callable]:
+async def start_instance(tmp_path: Path, databases: NewDatabase) -> AsyncIterator[Callable]:
     """Factory: ``await start_instance(**settings_overrides)`` → Running."""
     started: list[Running] = []
 
     async def start(name: str = "a", **overrides: object) -> Running:
-        settings = make_settings(tmp_path / name, database_url, **overrides)
+        settings = make_settings(tmp_path / name, await databases(name), **overrides)
         inst = Instance(settings)
         await inst.start()
         running = Running(inst, inst.url)

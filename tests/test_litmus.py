@@ -12,7 +12,7 @@ import pytest
 SUITES = ("basic", "copymove", "props", "http")
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_litmus(instance, tmp_path) -> None:  # type: ignore[no-untyped-def]
     litmus = shutil.which("litmus")
     if litmus is None:

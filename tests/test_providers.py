@@ -33,13 +33,11 @@ async def _eventually(check, timeout: float = 10.0):  # type: ignore[no-untyped-
         await asyncio.sleep(0.05)
 
 
-async def test_two_providers(start_instance, tmp_path: Path, database_url: str) -> None:  # type: ignore[no-untyped-def]
+async def test_two_providers(start_instance, databases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     main: Running = await start_instance("main", internal_secret=SECRET)
     await main.add_user("alice")
     port = _free_port()
-    p2_url = database_url
-    if database_url.startswith("sqlite"):
-        p2_url = f"sqlite+aiosqlite:///{tmp_path / 'p2.db'}"
+    p2_url = await databases("p2")  # a provider on another host has its own database
     p2 = Instance(make_settings(
         tmp_path / "p2", p2_url, internal_secret=SECRET,
         http={"host": "127.0.0.1", "port": port},
