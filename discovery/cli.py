@@ -127,6 +127,15 @@ def groups_add(name: str, display_name: Annotated[str | None, typer.Option()] = 
     console.print(f"added group [bold]{name}[/] id={gid}")
 
 
+@groups.command("list")
+def groups_list(config: ConfigOption = None) -> None:
+    """List groups with their member counts."""
+    table = Table("name", "id", "display name", "members")
+    for name, gid, display, count in _run(config, lambda d: d.list_groups()):
+        table.add_row(name, gid, display, str(count))
+    console.print(table)
+
+
 @groups.command("add-member")
 def groups_add_member(group: str, username: str, config: ConfigOption = None) -> None:
     """Add a user to a group."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, insert, select, union_all, update
+from sqlalchemy import delete, func, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 
 from discovery.models import (
@@ -124,6 +124,12 @@ class Directory:
             ok = False
         return _user(row) if ok and known and not row.disabled else None
 
+    async def find_user(self, username: str) -> User | None:
+        try:
+            return await self.get_user(username)
+        except DirectoryError:
+            return None
+
     async def list_users(self) -> list[User]:
         async with self.db.read() as conn:
             rows = await conn.execute(select(users).order_by(users.c.username))
@@ -159,6 +165,16 @@ class Directory:
         except IntegrityError:
             raise DirectoryError(f"group {name!r} already exists") from None
         return group_id
+
+    async def list_groups(self) -> list[tuple[str, str, str, int]]:
+        """(name, id, display name, member count) of every group."""
+        query = (select(groups.c.name, groups.c.id, groups.c.display_name,
+                        func.count(group_members.c.user_id))
+                 .select_from(groups.outerjoin(group_members,
+                                               group_members.c.group_id == groups.c.id))
+                 .group_by(groups.c.id).order_by(groups.c.name))
+        async with self.db.read() as conn:
+            return [(r[0], r[1], r[2], int(r[3])) for r in await conn.execute(query)]
 
     async def add_member(self, group: str, username: str) -> None:
         user = await self.get_user(username)

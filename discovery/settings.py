@@ -48,6 +48,10 @@ class DiscoverySettings(BaseModel):
     refresh_token_ttl: int = Field(30 * 86400, ge=60)
     login_attempts_per_minute: int = Field(10, ge=1)
     # -- resource server -----------------------------------------------------------
+    username_claim: str = Field(
+        "preferred_username",
+        description="with an external IdP: the claim naming the local user (matched to "
+        "the username)")
     audience: str = Field("", description="audience tokens must name; default public_url")
     trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
     relying_parties: list[RelyingParty] = Field(default_factory=list)

@@ -299,7 +299,7 @@ class BearerVerifier:
 
         subject: str = claims["sub"]
         if own:
-            principal = await self.directory.principal(subject)
+            principal = await self._local(subject, claims)
             if principal is None:
                 raise _fail("unknown or disabled user")
         else:
@@ -311,6 +311,19 @@ class BearerVerifier:
             principal = guest.principal()
         until, exp = time.time() + CACHE_SECONDS, claims["exp"]
         return _Verified(principal, issuer, until if exp >= until else float(exp))
+
+
+    async def _local(self, subject: str, claims: dict[str, Any]) -> Principal | None:
+        """Our embedded IdP's ``sub`` is the user id; an external IdP (Keycloak…) has its
+        own ids, so its users are matched by ``discovery.username_claim`` instead."""
+        d = self.settings.discovery
+        if d.idp_enabled:
+            return await self.directory.principal(subject)
+        username = claims.get(d.username_claim)
+        if not isinstance(username, str):
+            return None
+        user = await self.directory.find_user(username)
+        return await self.directory.principal(user.id) if user else None
 
 
 def _claim_problem(exc: ClaimError, audience: str) -> str:

@@ -258,25 +258,32 @@ async def test_no_bearer_header_falls_through_to_the_challenge(cloud) -> None:
 
 
 async def test_own_external_issuer_maps_to_local_users(start_instance, idp: SigningIdP) -> None:
-    """With an external IdP as our own issuer, ``sub`` is the local user's id."""
+    """With an external IdP (Keycloak…) as our own issuer, its ``sub`` means nothing here:
+    users are matched by ``discovery.username_claim`` (preferred_username)."""
     running = await start_instance(outbound=OUTBOUND, discovery={
         "idp_enabled": False, "issuer": idp.issuer})
-    alice_id = await running.add_user("alice")
+    await running.add_user("alice")
     client, aud = running.client(None), audience(running)
-    r = await client.get("/graph/v1.0/me/drives", headers=bearer(idp.token(aud, sub=alice_id)))
+
+    def token(**claims: object) -> dict[str, str]:
+        return bearer(idp.token(aud, sub="kc-7f3a", **claims))
+
+    r = await client.get("/graph/v1.0/me/drives", headers=token(preferred_username="alice"))
     assert r.status_code == 200, r.text
     personal = [d for d in r.json()["value"] if d["driveType"] == "personal"]
     assert len(personal) == 1
-    # WebDAV with the same token.
+    # WebDAV with the same kind of token.
     r = await client.request("PROPFIND", f"/dav/spaces/{personal[0]['id']}",
-                             headers={**bearer(idp.token(aud, sub=alice_id)), "Depth": "0"})
+                             headers={**token(preferred_username="alice"), "Depth": "0"})
     assert r.status_code == 207, r.text
 
-    r = await client.get("/graph/v1.0/me/drives", headers=bearer(idp.token(aud, sub="nobody")))
+    r = await client.get("/graph/v1.0/me/drives", headers=token(preferred_username="nobody"))
+    assert_rejected(r, "unknown or disabled user")
+    r = await client.get("/graph/v1.0/me/drives", headers=token())  # no username claim
     assert_rejected(r, "unknown or disabled user")
     await running.instance.ctx.components["discovery"].directory.set_disabled("alice", True)
     r = await client.get("/graph/v1.0/me/drives",
-                         headers=bearer(idp.token(aud, sub=alice_id, jti="new")))
+                         headers=token(preferred_username="alice", jti="new"))
     assert_rejected(r, "unknown or disabled user")
 
 
