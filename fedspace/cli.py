@@ -13,6 +13,8 @@ from discovery.cli import groups, users
 from discovery.discover_cli import discover
 from discovery.idp.cli import idp
 from discovery.trust_cli import trust
+from federation.cli import keys
+from federation.outbox_cli import outbox_app
 from fedspace.cliutil import ConfigOption, fail, settings_from
 from fedspace.runtime import SERVICES
 
@@ -25,6 +27,8 @@ app.add_typer(groups, name="groups")
 app.command()(discover)
 app.add_typer(trust, name="trust")
 app.add_typer(idp, name="idp")
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(keys, name="keys")
 
 
 @app.command()

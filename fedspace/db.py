@@ -30,10 +30,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def all_metadata() -> list[MetaData]:
     """Every service's tables, in dependency order: what migrations must produce."""
     from discovery.models import metadata as discovery
+    from federation.models import metadata as federation
     from provider.models import metadata as provider
     from registry.models import metadata as registry
 
-    return [discovery, registry, provider]
+    return [discovery, registry, provider, federation]
 
 
 class Database:

@@ -20,6 +20,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 
 from discovery.settings import DiscoverySettings
+from federation.settings import FederationSettings
 from provider.settings import ProviderSettings
 from registry.settings import RegistrySettings
 
@@ -77,6 +78,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = RegistrySettings()
     provider: ProviderSettings = ProviderSettings()
     discovery: DiscoverySettings = DiscoverySettings()
+    federation: FederationSettings = FederationSettings()
     _derived: set[str] = PrivateAttr(default_factory=set)
 
     @classmethod
