@@ -37,6 +37,7 @@ log = logging.getLogger("fedspace")
 
 def _components(ctx: Context, only: Sequence[str]) -> list[Component]:
     import discovery
+    import federation
     import provider
     import registry
 
@@ -44,6 +45,7 @@ def _components(ctx: Context, only: Sequence[str]) -> list[Component]:
         "discovery": discovery.create,
         "registry": registry.create,
         "provider": provider.create,
+        "federation": federation.create,
     }
     return [factories[name](ctx) for name in SERVICES if name in only]
 

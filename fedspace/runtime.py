@@ -21,7 +21,7 @@ from fedspace.metrics import Metrics
 from fedspace.outbound import Outbound
 from fedspace.settings import Settings
 
-SERVICES = ("discovery", "registry", "provider")
+SERVICES = ("discovery", "registry", "provider", "federation")
 
 
 @dataclass

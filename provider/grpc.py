@@ -6,7 +6,13 @@ import grpc
 
 from fedspace.rpc import spaces_pb2 as pb
 from fedspace.rpc.spaces_pb2_grpc import ProviderServicer
-from provider.service import ProviderService, RootState, SpaceNotFound
+from provider.service import (
+    ItemNotFound,
+    NotAFolder,
+    ProviderService,
+    RootState,
+    SpaceNotFound,
+)
 
 
 def to_pb(provider_id: str, state: RootState) -> pb.SpaceState:
@@ -34,7 +40,15 @@ class ProviderRpc(ProviderServicer):
         await self._check(request.space_id, context)
         if request.quota_total < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "quota must be >= 0")
-        state = await self.service.create_space(request.space_id, request.quota_total)
+        if not request.base_space_id:
+            state = await self.service.create_space(request.space_id, request.quota_total)
+            return to_pb(self.service.provider_id, state)
+        await self._check(request.base_space_id, context)
+        try:
+            state = await self.service.create_share(
+                request.space_id, request.base_space_id, request.root_path)
+        except NotAFolder as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return to_pb(self.service.provider_id, state)
 
     async def DeleteSpace(
@@ -63,3 +77,13 @@ class ProviderRpc(ProviderServicer):
         except SpaceNotFound:
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such space")
         return to_pb(self.service.provider_id, state)
+
+    async def ResolveItem(
+        self, request: pb.ItemRef, context: grpc.aio.ServicerContext
+    ) -> pb.ItemInfo:
+        await self._check(request.space_id, context)
+        try:
+            path, is_dir = await self.service.resolve_item(request.space_id, request.item_id)
+        except ItemNotFound:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such item in this space")
+        return pb.ItemInfo(path=path, is_dir=is_dir)

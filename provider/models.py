@@ -27,9 +27,13 @@ provider_spaces = Table(
     metadata,
     Column("space_id", String(64), primary_key=True),
     Column("provider_id", String(64), nullable=False, index=True),
+    # For a share space: the shared folder's node in the base space (its content is
+    # the base space's nodes; it has none of its own). Renames keep the id.
     Column("root_id", String(36), nullable=False),
     Column("quota_total", BigInteger, nullable=False, default=0),  # 0 = unlimited
     Column("created_ms", BigInteger, nullable=False),
+    # The space whose folder a share space is rooted at; NULL for ordinary spaces.
+    Column("base_space_id", String(64), nullable=True, index=True),
 )
 
 nodes = Table(

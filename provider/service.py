@@ -1,4 +1,8 @@
-"""Space lifecycle on a provider: create, delete, quota, root state (no HTTP, no gRPC)."""
+"""Space lifecycle on a provider: create, delete, quota, root state (no HTTP, no gRPC).
+
+A share space is a ``provider_spaces`` row whose root is a folder node of its base space
+(see ``provider.mount``): creating or deleting one never touches nodes or blobs.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,14 @@ from provider.storage import StorageDriver
 
 class SpaceNotFound(LookupError):
     pass
+
+
+class ItemNotFound(LookupError):
+    pass
+
+
+class NotAFolder(ValueError):
+    """A share was asked for at a path that is not a folder of the base space."""
 
 
 @dataclass(frozen=True)
@@ -59,14 +71,58 @@ class ProviderService:
         assert state is not None
         return state
 
-    async def delete_space(self, space_id: str) -> None:
-        """Remove the space, its metadata and its content; unknown spaces are not an error."""
+    async def create_share(self, space_id: str, base_space_id: str, root_path: str) -> RootState:
+        """A share space rooted at the folder ``root_path`` of ``base_space_id``.
+
+        One folder has at most one share space: if the folder is shared already, that
+        space's state is returned (its ``space_id`` differs from the one asked for).
+        """
         async with self.db.write() as conn:
-            await conn.execute(delete(nodes).where(nodes.c.space_id == space_id))
+            existing = await self._root(conn, space_id)
+            if existing is not None:
+                return existing
+            folder = (await conn.execute(select(nodes.c.id, nodes.c.is_dir).where(
+                nodes.c.space_id == base_space_id, nodes.c.path == root_path))).first()
+            if folder is None or not folder.is_dir or root_path == "":
+                raise NotAFolder(f"{root_path!r} is not a folder of the space")
+            shared = (await conn.execute(select(provider_spaces.c.space_id).where(
+                provider_spaces.c.base_space_id == base_space_id,
+                provider_spaces.c.root_id == folder.id))).scalar()
+            if shared is None:
+                await conn.execute(insert(provider_spaces).values(
+                    space_id=space_id, provider_id=self.provider_id, root_id=folder.id,
+                    quota_total=0, created_ms=now_ms(), base_space_id=base_space_id))
+            state = await self._root(conn, shared or space_id)
+        assert state is not None
+        return state
+
+    async def delete_space(self, space_id: str) -> None:
+        """Remove the space, its metadata and its content; unknown spaces are not an error.
+
+        A share space loses only its row; a base space takes its share spaces with it.
+        """
+        async with self.db.write() as conn:
+            base_space_id = (await conn.execute(
+                select(provider_spaces.c.base_space_id).where(
+                    provider_spaces.c.space_id == space_id))).scalar()
+            if base_space_id is None:
+                await conn.execute(delete(nodes).where(nodes.c.space_id == space_id))
+                await conn.execute(delete(provider_spaces).where(
+                    provider_spaces.c.base_space_id == space_id))
             await conn.execute(delete(provider_spaces).where(
                 provider_spaces.c.space_id == space_id,
                 provider_spaces.c.provider_id == self.provider_id))
-        await self.storage.delete_space(space_id)
+        if base_space_id is None:
+            await self.storage.delete_space(space_id)
+
+    async def resolve_item(self, space_id: str, item_id: str) -> tuple[str, bool]:
+        """(path, is_dir) of node ``item_id`` in an ordinary space."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(select(nodes.c.path, nodes.c.is_dir).where(
+                nodes.c.id == item_id, nodes.c.space_id == space_id))).first()
+        if row is None:
+            raise ItemNotFound(f"no item {item_id!r} in space {space_id!r}")
+        return row.path, row.is_dir
 
     async def set_quota(self, space_id: str, quota_total: int) -> RootState:
         async with self.db.write() as conn:
@@ -102,12 +158,13 @@ class ProviderService:
             return [RootState(*r) for r in rows]
 
     async def usage(self) -> tuple[int, int]:
-        """(spaces held, bytes used) — reported when registering."""
+        """(spaces held, bytes used) — reported when registering; shares hold no bytes."""
         async with self.db.read() as conn:
             row = (await conn.execute(
                 select(func.count(), func.coalesce(func.sum(nodes.c.size), 0))
                 .select_from(provider_spaces.join(nodes, nodes.c.id == provider_spaces.c.root_id))
-                .where(provider_spaces.c.provider_id == self.provider_id)
+                .where(provider_spaces.c.provider_id == self.provider_id,
+                       provider_spaces.c.base_space_id.is_(None))
             )).one()
         return int(row[0]), int(row[1])
 

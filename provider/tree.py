@@ -5,6 +5,11 @@ of all ancestors up to the root, so the root ETag is a reliable "something chang
 signal for sync clients and the registry. Blob files are created before the
 transaction and deleted after it, so a failed request never leaves a node pointing at
 nothing, and at worst leaves an unreferenced blob.
+
+A share space is rooted at a folder of a space (``provider.mount``); its root state is
+that folder's, so a change below the folder also touches the share in the change feed.
+The share spaces concerned are found inside the change's transaction, before the change,
+so a share whose root is deleted or moved is still found.
 """
 
 from __future__ import annotations
@@ -155,12 +160,13 @@ class Tree:
             if await self._get(conn, space_id, path) is not None:
                 raise NotAllowed("the resource already exists")
             parent = await self._parent(conn, space_id, path)
+            shares = await self._shares_over(conn, space_id, path)
             now = time.time_ns()
             node = Node(str(uuid.uuid4()), parent.id, path, path.rpartition("/")[2], True, 0,
                         new_etag(), now, None, None, None, None, None)
             await conn.execute(insert(nodes).values(space_id=space_id, **_values(node)))
             await self._propagate(conn, space_id, path, 0, now)
-        self.feed.touch(space_id)
+        await self._committed(space_id, [], shares)
         return node
 
     async def put(
@@ -178,6 +184,7 @@ class Tree:
                 parent = await self._parent(conn, space_id, path)
                 delta = blob.size - (old.size if old else 0)
                 await self._check_quota(conn, space_id, delta)
+                shares = await self._shares_over(conn, space_id, path)
                 now = time.time_ns()
                 node = Node(
                     old.id if old else str(uuid.uuid4()), parent.id, path,
@@ -193,7 +200,7 @@ class Tree:
         except BaseException:
             await self._drop_blobs(space_id, [blob.blob_id])
             raise
-        await self._committed(space_id, [old.blob_id] if old and old.blob_id else [])
+        await self._committed(space_id, [old.blob_id] if old and old.blob_id else [], shares)
         return node, old is None
 
     async def delete(self, space_id: str, path: str) -> None:
@@ -201,8 +208,9 @@ class Tree:
             node = await self._require(conn, space_id, path)
             if path == "":
                 raise Forbidden("the space root cannot be deleted")
+            shares = await self._shares_over(conn, space_id, path)
             blobs = await self._remove(conn, space_id, node)
-        await self._committed(space_id, blobs)
+        await self._committed(space_id, blobs, shares)
 
     async def move(self, space_id: str, src: str, dst: str, *, overwrite: bool) -> bool:
         """Rename ``src`` (and its subtree) to ``dst``; returns True if ``dst`` is new."""
@@ -211,6 +219,7 @@ class Tree:
             _check_transfer(src, dst)
             parent = await self._parent(conn, space_id, dst)
             replaced = await self._make_room(conn, space_id, dst, overwrite)
+            shares = await self._shares_over(conn, space_id, src, dst)
             blobs = await self._remove(conn, space_id, replaced) if replaced else []
             await conn.execute(update(nodes).where(
                 nodes.c.space_id == space_id, in_subtree(nodes.c.path, src),
@@ -220,7 +229,7 @@ class Tree:
             now = time.time_ns()
             await self._propagate(conn, space_id, src, -node.size, now)
             await self._propagate(conn, space_id, dst, node.size, now)
-        await self._committed(space_id, blobs)
+        await self._committed(space_id, blobs, shares)
         return replaced is None
 
     async def copy(
@@ -244,6 +253,7 @@ class Tree:
                     raise Conflict("the source changed during the copy; try again")
                 parent = await self._parent(conn, space_id, dst)
                 replaced = await self._make_room(conn, space_id, dst, overwrite)
+                shares = await self._shares_over(conn, space_id, dst)
                 blobs = await self._remove(conn, space_id, replaced) if replaced else []
                 size = sum(s.size for s in sources if not s.is_dir)
                 await self._check_quota(conn, space_id, size)
@@ -252,7 +262,7 @@ class Tree:
         except BaseException:
             await self._drop_blobs(space_id, list(copies.values()))
             raise
-        await self._committed(space_id, blobs)
+        await self._committed(space_id, blobs, shares)
         return replaced is None
 
     async def proppatch(self, space_id: str, path: str, ops: Iterable[PropOp]) -> None:
@@ -318,6 +328,19 @@ class Tree:
             nodes.c.space_id == space_id, nodes.c.path.in_(ancestors(path)),
         ).values(etag=etag, mtime_ns=now, size=nodes.c.size + delta))
 
+    async def _shares_over(self, conn: AsyncConnection, space_id: str, *paths: str) -> list[str]:
+        """Share spaces of ``space_id`` rooted at one of ``paths`` or an ancestor of it.
+
+        One query on the indexed ``base_space_id``; nothing to join for the many spaces
+        without shares.
+        """
+        around = {p for path in paths for p in (*ancestors(path), path)}
+        rows = await conn.execute(
+            select(provider_spaces.c.space_id)
+            .join(nodes, nodes.c.id == provider_spaces.c.root_id)
+            .where(provider_spaces.c.base_space_id == space_id, nodes.c.path.in_(around)))
+        return list(rows.scalars())
+
     async def _remove(self, conn: AsyncConnection, space_id: str, node: Node) -> list[str]:
         """Delete a node and its subtree; returns the blobs to delete after commit."""
         where = and_(nodes.c.space_id == space_id, _node_or_subtree(node.path))
@@ -379,8 +402,12 @@ class Tree:
             for blob_id in blob_ids:
                 await self.storage.delete_blob(space_id, blob_id)
 
-    async def _committed(self, space_id: str, dropped_blobs: list[str]) -> None:
+    async def _committed(
+        self, space_id: str, dropped_blobs: list[str], shares: list[str]
+    ) -> None:
         self.feed.touch(space_id)
+        for share_id in shares:
+            self.feed.touch(share_id)
         await self._drop_blobs(space_id, dropped_blobs)
 
 

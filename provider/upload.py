@@ -16,8 +16,9 @@ from starlette.responses import Response
 
 from fedspace.permissions import Grant, Permission
 from provider.davhttp import etag_headers, etag_list, matches, require
+from provider.mount import MountedTree
 from provider.storage import BlobInfo, BlobTooLarge
-from provider.tree import Node, Tree, parent_of
+from provider.tree import Node, parent_of
 from provider.treeerrors import (
     BadRequest,
     Conflict,
@@ -33,11 +34,12 @@ CHECKSUM_ALGORITHMS = {"SHA1": "sha1", "MD5": "md5", "ADLER32": "adler32"}
 
 
 class Upload:
-    def __init__(self, tree: Tree, max_upload_size: int) -> None:
-        self.tree = tree
+    def __init__(self, max_upload_size: int) -> None:
         self.max_upload_size = max_upload_size
 
-    async def put(self, request: Request, grant: Grant, path: str) -> Response:
+    async def put(
+        self, request: Request, grant: Grant, tree: MountedTree, path: str
+    ) -> Response:
         require(grant, Permission.UPLOAD, "upload files")
         if path == "":
             raise NotAllowed("cannot PUT to a folder")
@@ -57,38 +59,37 @@ class Upload:
             if if_none_match is not None and matches(node, if_none_match):
                 raise PreconditionFailed("If-None-Match matches the current ETag")
 
-        space_id = grant.space_id
-        old = await self.tree.find(space_id, path)
+        old = await tree.find(path)
         check(old)
         if old is not None and old.is_dir:
             raise NotAllowed("cannot PUT to a folder")
         if old is None:
-            await self._require_parent(space_id, path)
-        room = await self._room(space_id, old)
+            await self._require_parent(tree, path)
+        room = await self._room(tree, old)
         if length is not None and room is not None and length > room:
             raise QuotaExceeded("the upload would exceed the space quota")
         limit = self.max_upload_size if room is None else min(room, self.max_upload_size)
         try:
-            blob = await self.tree.storage.write_blob(space_id, request.stream(), limit)
+            blob = await tree.write_blob(request.stream(), limit)
         except BlobTooLarge:
             if room is not None and room < self.max_upload_size:
                 raise QuotaExceeded("the upload would exceed the space quota") from None
             raise TooLarge(f"uploads are limited to {self.max_upload_size} bytes") from None
         problem = verify(blob, length, checksum)
         if problem is not None:
-            await self.tree.storage.delete_blob(space_id, blob.blob_id)
+            await tree.delete_blob(blob.blob_id)
             raise problem
         content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        node, created = await self.tree.put(
-            space_id, path, blob, content_type=content_type, mtime_ns=mtime_ns, check=check)
+        node, created = await tree.put(
+            path, blob, content_type=content_type, mtime_ns=mtime_ns, check=check)
         headers = etag_headers(node)
         if mtime_ns is not None:
             headers["X-OC-MTime"] = "accepted"
         return Response(status_code=201 if created else 204, headers=headers)
 
-    async def _require_parent(self, space_id: str, path: str) -> None:
+    async def _require_parent(self, tree: MountedTree, path: str) -> None:
         try:
-            parent = await self.tree.stat(space_id, parent_of(path))
+            parent = await tree.stat(parent_of(path))
         except NotFound:
             if parent_of(path) == "":
                 raise  # no such space, not a missing folder
@@ -96,9 +97,9 @@ class Upload:
         if parent is None or not parent.is_dir:
             raise Conflict("the parent folder does not exist")
 
-    async def _room(self, space_id: str, old: Node | None) -> int | None:
+    async def _room(self, tree: MountedTree, old: Node | None) -> int | None:
         """Bytes this upload may use under the quota (None = unlimited)."""
-        quota = await self.tree.quota(space_id)
+        quota = await tree.quota()
         if not quota.total:
             return None
         return max(quota.total - quota.used + (old.size if old else 0), 0)

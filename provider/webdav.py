@@ -3,7 +3,9 @@
 The gateway has already resolved the caller's ``Grant`` for the space; this module
 decides what each method may do with it and maps tree failures to RFC 4918 error
 bodies. Anything that fails raises before the single committing tree call, so a failed
-request changes nothing.
+request changes nothing. Each request works through the space's mount
+(``provider.mount``), so a share space serves its folder of the base space under its
+own id.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from provider.davxml import (
     propstat,
     response,
 )
+from provider.mount import MountedTree, Mounts
 from provider.propfind import (
     PROTECTED,
     Context,
@@ -64,13 +67,14 @@ from provider.upload import Upload
 log = logging.getLogger(__name__)
 _RAW_TRICKS = (b"%2f", b"%5c", b"%00")
 
-Handler = Callable[[Request, Grant, str], Awaitable[Response]]
+Handler = Callable[[Request, Grant, MountedTree, str], Awaitable[Response]]
 
 
 class WebDav:
     def __init__(self, tree: Tree, max_upload_size: int) -> None:
         self.tree = tree
-        self.upload = Upload(tree, max_upload_size)
+        self.mounts = Mounts(tree.db)
+        self.upload = Upload(max_upload_size)
         self.handlers: dict[str, Handler] = {
             "OPTIONS": self.options, "PROPFIND": self.propfind, "PROPPATCH": self.proppatch,
             "GET": self.get, "HEAD": self.get, "PUT": self.upload.put, "MKCOL": self.mkcol,
@@ -86,7 +90,9 @@ class WebDav:
             raw = request.scope.get("raw_path", b"").lower()
             if any(trick in raw for trick in _RAW_TRICKS):
                 raise BadRequest("encoded slashes, backslashes and NULs are not allowed")
-            return await handler(request, grant, clean_path(path))
+            path = clean_path(path)
+            mounted = MountedTree(self.tree, await self.mounts.resolve(grant.space_id))
+            return await handler(request, grant, mounted, path)
         except TreeError as exc:
             return error_response(exc)
         except ClientDisconnect:
@@ -96,33 +102,38 @@ class WebDav:
             return Response(error_body("Sabre\\DAV\\Exception", "internal server error"),
                             status_code=500, media_type=XML)
 
-    async def options(self, request: Request, grant: Grant, path: str) -> Response:
+    async def options(
+        self, request: Request, grant: Grant, tree: MountedTree, path: str
+    ) -> Response:
         return Response(headers={
             "DAV": "1", "Allow": ALLOW, "Accept-Ranges": "bytes", "MS-Author-Via": "DAV",
         })
 
-    async def propfind(self, request: Request, grant: Grant, path: str) -> Response:
+    async def propfind(
+        self, request: Request, grant: Grant, tree: MountedTree, path: str
+    ) -> Response:
         require(grant, Permission.LIST, "list files")
         depth = request.headers.get("depth", "infinity").strip().lower()
         if depth not in ("0", "1", "infinity"):
             raise BadRequest("Depth must be 0, 1 or infinity")
         query = parse_propfind(await small_body(request))
         if depth == "infinity":
-            if (await self.tree.stat(grant.space_id, path)).is_dir:
+            if (await tree.stat(path)).is_dir:
                 raise Forbidden("Depth: infinity is not supported; use 0 or 1",
                                 condition="propfind-finite-depth")
             depth = "0"
-        listing = await self.tree.listing(
-            grant.space_id, path, int(depth),
-            with_dead=needs_dead(query), with_quota=needs_quota(query))
+        listing = await tree.listing(path, int(depth), with_dead=needs_dead(query),
+                                     with_quota=needs_quota(query))
         ctx = Context(grant.permissions, listing.quota)
         body = multistatus(render_listing(grant.space_id, listing, query, ctx))
         return Response(body, status_code=207, media_type=XML)
 
-    async def proppatch(self, request: Request, grant: Grant, path: str) -> Response:
+    async def proppatch(
+        self, request: Request, grant: Grant, tree: MountedTree, path: str
+    ) -> Response:
         require(grant, Permission.UPLOAD, "change properties")
         ops = parse_proppatch(await small_body(request))
-        node = await self.tree.stat(grant.space_id, path)
+        node = await tree.stat(path)
         names = [(ns, name) for ns, name, _ in ops]
         refused = [n for n in names if n in PROTECTED]
         if refused:
@@ -131,14 +142,16 @@ class WebDav:
             if others:
                 stats += propstat("".join(empty(n) for n in others), "424 Failed Dependency")
         else:
-            await self.tree.proppatch(grant.space_id, path, ops)
+            await tree.proppatch(path, ops)
             stats = propstat("".join(empty(n) for n in dict.fromkeys(names)), "200 OK")
         body = multistatus([response(href(grant.space_id, path, node.is_dir), stats)])
         return Response(body, status_code=207, media_type=XML)
 
-    async def get(self, request: Request, grant: Grant, path: str) -> Response:
+    async def get(
+        self, request: Request, grant: Grant, tree: MountedTree, path: str
+    ) -> Response:
         require(grant, Permission.DOWNLOAD, "download files")
-        node = await self.tree.stat(grant.space_id, path)
+        node = await tree.stat(path)
         if node.is_dir:
             raise NotAllowed("folders have no content; use PROPFIND to list them")
         if_match = etag_list(request.headers.get("if-match"))
@@ -149,7 +162,7 @@ class WebDav:
         if if_none_match is not None and matches(node, if_none_match):
             return Response(status_code=304, headers=headers)
         assert node.blob_id is not None
-        blob = self.tree.storage.blob_path(grant.space_id, node.blob_id)
+        blob = tree.blob_path(node.blob_id)
         try:
             stat = await anyio.to_thread.run_sync(os.stat, blob)
         except FileNotFoundError:  # replaced or deleted since the lookup above
@@ -157,54 +170,64 @@ class WebDav:
         return FileResponse(blob, headers=headers, stat_result=stat,
                             media_type=node.content_type or "application/octet-stream")
 
-    async def mkcol(self, request: Request, grant: Grant, path: str) -> Response:
+    async def mkcol(
+        self, request: Request, grant: Grant, tree: MountedTree, path: str
+    ) -> Response:
         require(grant, Permission.CREATE_FOLDER, "create folders")
         if await small_body(request):
             raise UnsupportedMediaType("MKCOL with a request body is not supported")
         if path == "":
             raise NotAllowed("the space root already exists")
-        node = await self.tree.mkcol(grant.space_id, path)
+        node = await tree.mkcol(path)
         return Response(status_code=201, headers=etag_headers(node))
 
-    async def delete(self, request: Request, grant: Grant, path: str) -> Response:
+    async def delete(
+        self, request: Request, grant: Grant, tree: MountedTree, path: str
+    ) -> Response:
         require(grant, Permission.DELETE, "delete files")
         if_match = etag_list(request.headers.get("if-match"))
         if if_match is not None:
-            node = await self.tree.find(grant.space_id, path)
+            node = await tree.find(path)
             if not matches(node, if_match):
                 raise PreconditionFailed("If-Match does not match the current ETag")
-        await self.tree.delete(grant.space_id, path)
+        await tree.delete(path)
         return Response(status_code=204)
 
-    async def move(self, request: Request, grant: Grant, path: str) -> Response:
+    async def move(
+        self, request: Request, grant: Grant, tree: MountedTree, path: str
+    ) -> Response:
         require(grant, Permission.MOVE, "move or rename files")
         if request.headers.get("depth", "infinity").strip().lower() != "infinity":
             raise BadRequest("MOVE requires Depth: infinity")
-        dst, overwrite = await self._target(request, grant)
-        created = await self.tree.move(grant.space_id, path, dst, overwrite=overwrite)
+        dst, overwrite = await self._target(request, grant, tree)
+        created = await tree.move(path, dst, overwrite=overwrite)
         return Response(status_code=201 if created else 204)
 
-    async def copy(self, request: Request, grant: Grant, path: str) -> Response:
+    async def copy(
+        self, request: Request, grant: Grant, tree: MountedTree, path: str
+    ) -> Response:
         depth = request.headers.get("depth", "infinity").strip().lower()
         if depth not in ("0", "infinity"):
             raise BadRequest("COPY requires Depth: 0 or infinity")
-        node = await self.tree.stat(grant.space_id, path)
+        node = await tree.stat(path)
         if node.is_dir:
             require(grant, Permission.CREATE_FOLDER, "create folders")
         if not node.is_dir or depth == "infinity":
             require(grant, Permission.UPLOAD, "upload files")
-        dst, overwrite = await self._target(request, grant)
-        created = await self.tree.copy(grant.space_id, path, dst, overwrite=overwrite,
-                                       recursive=depth == "infinity")
+        dst, overwrite = await self._target(request, grant, tree)
+        created = await tree.copy(path, dst, overwrite=overwrite,
+                                  recursive=depth == "infinity")
         return Response(status_code=201 if created else 204)
 
-    async def _target(self, request: Request, grant: Grant) -> tuple[str, bool]:
+    async def _target(
+        self, request: Request, grant: Grant, tree: MountedTree
+    ) -> tuple[str, bool]:
         """Destination path and Overwrite flag of a MOVE/COPY, checked against the grant."""
         overwrite = request.headers.get("overwrite", "T").strip().upper()
         if overwrite not in ("T", "F"):
             raise BadRequest("Overwrite must be T or F")
         dst = destination(request, grant.space_id)
-        if overwrite == "T" and await self.tree.find(grant.space_id, dst) is not None:
+        if overwrite == "T" and await tree.find(dst) is not None:
             require(grant, Permission.DELETE, "replace existing files")
         return dst, overwrite == "T"
 

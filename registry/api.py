@@ -31,7 +31,7 @@ from registry.graph import (
     Renderer,
     permission,
 )
-from registry.providers import NoProvider
+from registry.providers import NoProvider, NotAFolder
 from registry.roles import ROLES, Role, role
 from registry.service import (
     SPACE_TYPES,
@@ -55,7 +55,8 @@ class ServiceErrorRoute(APIRoute):
     """Maps the service's exceptions to problem+json, so handlers stay linear."""
 
     _STATUS: tuple[tuple[type[Exception], int], ...] = (
-        (NotFound, 404), (Forbidden, 403), (Conflict, 409), (Invalid, 400), (NoProvider, 503))
+        (NotFound, 404), (Forbidden, 403), (Conflict, 409), (Invalid, 400), (NotAFolder, 400),
+        (NoProvider, 503))
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
@@ -197,10 +198,12 @@ def router(service: RegistryService, ctx: Context) -> APIRouter:
 
     # -- permissions ----------------------------------------------------------------------
 
-    @r.post("/graph/v1beta1/drives/{drive_id}/root/invite")
-    async def invite(drive_id: str, body: Invite, p: Caller) -> Response:
-        new_role = _role(body.roles[0])
-        # Check the caller may invite before answering whether a recipient exists.
+    async def check_invite(p: Principal, drive_id: str, body: Invite) -> tuple[Drive, Directory]:
+        """The drive, if the caller may invite to it and every recipient exists.
+
+        The caller's right is checked before answering whether a recipient exists, so
+        non-managers cannot probe the directory.
+        """
         drive = await service.get_drive(p, drive_id)
         if Permission.MANAGE_MEMBERS not in drive.role.permissions:
             raise Forbidden("only managers of this space may do that")
@@ -211,10 +214,39 @@ def router(service: RegistryService, ctx: Context) -> APIRouter:
             exists = d.user_exists if rcp.type == "user" else d.group_exists
             if not await exists(rcp.object_id):
                 raise Problem(400, f"no such {rcp.type}: {rcp.object_id!r}")
+        return drive, d
+
+    @r.post("/graph/v1beta1/drives/{drive_id}/root/invite")
+    async def invite(drive_id: str, body: Invite, p: Caller) -> Response:
+        new_role = _role(body.roles[0])
+        _, d = await check_invite(p, drive_id, body)
         members = await service.add_members(
             p, drive_id, [(rcp.type, rcp.object_id) for rcp in body.recipients], new_role)
         found = await d.display_names([m.id for m in members])
         return _json({"value": [permission(m, found) for m in members]})
+
+    async def share(p: Principal, drive: Drive, path: str, body: Invite, new_role: Role,
+                    d: Directory) -> Response:
+        """Share a folder; each permission names the share drive it was granted on."""
+        shared, members = await service.share_folder(
+            p, drive.id, path, [(rcp.type, rcp.object_id) for rcp in body.recipients],
+            new_role)
+        found = await d.display_names([m.id for m in members])
+        return _json({"value": [permission(m, found) | {"@libre.graph.drive.id": shared.id}
+                                for m in members]})
+
+    @r.post("/graph/v1beta1/drives/{drive_id}/items/{item_id}/invite")
+    async def invite_item(drive_id: str, item_id: str, body: Invite, p: Caller) -> Response:
+        new_role = _role(body.roles[0])
+        drive, d = await check_invite(p, drive_id, body)
+        path = await service.folder_of_item(drive, item_id)
+        return await share(p, drive, path, body, new_role, d)
+
+    @r.post("/graph/v1beta1/drives/{drive_id}/root:/{path:path}:/invite")
+    async def invite_path(drive_id: str, path: str, body: Invite, p: Caller) -> Response:
+        new_role = _role(body.roles[0])
+        drive, d = await check_invite(p, drive_id, body)
+        return await share(p, drive, path, body, new_role, d)
 
     @r.get("/graph/v1beta1/drives/{drive_id}/root/permissions")
     async def list_permissions(drive_id: str, p: Caller) -> Response:

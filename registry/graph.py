@@ -144,6 +144,11 @@ class Renderer:
                                 "permissions": [permission(m) for m in d.members]}
         if d.disabled:
             root["deleted"] = {"state": "trashed"}  # how oCIS marks a disabled space
+        if d.base_space_id:
+            # A share: the shared folder and the drive it belongs to, in oCIS's shape
+            # for a shared item (the folder's current path is the provider's to know).
+            root["remoteItem"] = {"id": d.root_id, "name": d.name, "folder": {},
+                                  "parentReference": {"driveId": d.base_space_id}}
         out: dict[str, Any] = {
             "id": d.id,
             "driveType": d.type,

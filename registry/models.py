@@ -11,6 +11,8 @@ from sqlalchemy import (
     Text,
 )
 
+from fedspace.sqltypes import path_type
+
 metadata = MetaData()
 
 spaces = Table(
@@ -35,6 +37,12 @@ spaces = Table(
     Column("disabled_ms", BigInteger, nullable=True),
     # Global order of changes: SSE clients resume with Last-Event-ID from here.
     Column("change_seq", BigInteger, nullable=False, default=0, index=True),
+    # A share space: the space whose folder it is rooted at, and that folder's path when
+    # it was shared (informational; the provider follows renames by node id).
+    Column("base_space_id", String(64), nullable=True),
+    Column("root_path", path_type(), nullable=True),
+    # One folder, one share space: sharing it again adds members to the same space.
+    Index("uq_spaces_share_root", "base_space_id", "root_id", unique=True),
 )
 
 space_members = Table(

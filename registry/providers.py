@@ -20,6 +20,10 @@ class NoProvider(RuntimeError):
     """No storage provider has registered, so a new space has nowhere to live."""
 
 
+class NotAFolder(ValueError):
+    """The provider refused to root a share space at a path that is not a folder."""
+
+
 @dataclass
 class ProviderHandle:
     id: str
@@ -92,6 +96,36 @@ class Providers:
         return await handle.stub.CreateSpace(
             pb.CreateSpaceRequest(space_id=space_id, quota_total=quota),
             metadata=self._metadata(), timeout=10)
+
+    async def create_share(
+        self, provider_id: str, space_id: str, base_space_id: str, root_path: str
+    ) -> pb.SpaceState:
+        """A share space rooted at a folder; the state names the folder's existing share
+        space instead when there is one."""
+        handle = self._require(provider_id)
+        try:
+            return await handle.stub.CreateSpace(
+                pb.CreateSpaceRequest(space_id=space_id, base_space_id=base_space_id,
+                                      root_path=root_path),
+                metadata=self._metadata(), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise NotAFolder(exc.details()) from None
+            raise
+
+    async def resolve_item(
+        self, provider_id: str, space_id: str, item_id: str
+    ) -> pb.ItemInfo | None:
+        """Path and kind of a node, None if it is not in the space."""
+        handle = self._require(provider_id)
+        try:
+            return await handle.stub.ResolveItem(
+                pb.ItemRef(space_id=space_id, item_id=item_id),
+                metadata=self._metadata(), timeout=10)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
 
     async def delete_space(self, provider_id: str, space_id: str) -> None:
         handle = self._require(provider_id)

@@ -2,6 +2,11 @@
 
 Reads are single indexed queries over ``spaces`` and ``space_members``; providers are
 called only to create, delete or re-quota a space, never to list drives.
+
+A ``share`` space is a folder of a personal or project space (its *base*) shared as a
+space of its own: its members are the recipients plus the sharers as managers, while the
+base space's members keep their own access. The provider roots it at the folder's node,
+so one folder has one share space, found again when the folder is shared again.
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ class Drive:
     modified_ms: int
     disabled_ms: int | None
     change_seq: int
+    base_space_id: str | None
+    root_path: str | None
     role: Role = ROLES["viewer"]
     members: list[Member] = field(default_factory=list)
 
@@ -105,7 +112,19 @@ def _alias(kind: str, name: str) -> str:
 _COLUMNS = [spaces.c[c] for c in (
     "id", "type", "name", "alias", "description", "image", "quota_total", "personal_user_id",
     "provider_id", "root_id", "etag", "size", "created_ms", "modified_ms", "disabled_ms",
-    "change_seq")]
+    "change_seq", "base_space_id", "root_path")]
+_BASE = spaces.alias("base")
+
+
+def _folder_path(path: str) -> str:
+    """A folder path as the provider names it ("a/b"), or Invalid."""
+    folder = path.strip("/")
+    if not folder:
+        raise Invalid("the root of a space is shared by inviting members to the space "
+                      "itself (…/root/invite)")
+    if any(part in ("", ".", "..") for part in folder.split("/")):
+        raise Invalid(f"{path!r} is not a normalised path inside the space")
+    return folder
 
 
 class RegistryService:
@@ -192,8 +211,10 @@ class RegistryService:
     async def route(self, principal: Principal, space_id: str) -> Route:
         """Grant + provider for one data-plane request (one indexed query)."""
         query = (
-            select(spaces.c.provider_id, spaces.c.disabled_ms, space_members.c.role)
+            select(spaces.c.provider_id, spaces.c.disabled_ms, space_members.c.role,
+                   _BASE.c.disabled_ms.label("base_disabled_ms"))
             .join(space_members, space_members.c.space_id == spaces.c.id)
+            .outerjoin(_BASE, _BASE.c.id == spaces.c.base_space_id)
             .where(spaces.c.id == space_id,
                    space_members.c.principal_id.in_(principal_ids(principal)))
         )
@@ -203,8 +224,9 @@ class RegistryService:
             raise NotFound(f"no space {space_id!r}")
         role = strongest([r.role for r in rows])
         permissions = role.permissions
-        if rows[0].disabled_ms is not None:
-            # A disabled space stays listable by its managers but its data is closed.
+        if rows[0].disabled_ms is not None or rows[0].base_disabled_ms is not None:
+            # A disabled space stays listable by its managers but its data is closed,
+            # also through the shares of its folders.
             raise NotFound(f"space {space_id!r} is disabled")
         return Route(Grant(principal, space_id, permissions), rows[0].provider_id)
 
@@ -280,6 +302,8 @@ class RegistryService:
                 raise Forbidden("only administrators can change a quota")
             if drive.provider_id is None:
                 raise Invalid("a remote space has no local quota")
+            if drive.type == "share":
+                raise Invalid("a share space uses the quota of the space it belongs to")
             await self.providers.set_quota(drive.provider_id, space_id, quota)
         values: dict[str, Any] = {k: v for k, v in (
             ("name", name), ("description", description), ("image", image),
@@ -316,11 +340,98 @@ class RegistryService:
         if not drive.disabled:
             raise Conflict("disable the space before purging it")
         if drive.provider_id is not None:
+            # The provider drops the shares of the space's folders with it.
             await self.providers.delete_space(drive.provider_id, space_id)
+        await self._forget(space_id)
+
+    async def _forget(self, space_id: str) -> None:
+        """Delete a space and the share spaces of its folders from the registry."""
         async with self.db.write() as conn:
-            await conn.execute(delete(space_members).where(space_members.c.space_id == space_id))
-            await conn.execute(delete(spaces).where(spaces.c.id == space_id))
-        self.bus.memberships_changed({m.id for m in drive.members})
+            gone = [space_id, *(await conn.execute(select(spaces.c.id).where(
+                spaces.c.base_space_id == space_id))).scalars()]
+            member_ids = set((await conn.execute(select(space_members.c.principal_id).where(
+                space_members.c.space_id.in_(gone)))).scalars())
+            await conn.execute(delete(space_members).where(space_members.c.space_id.in_(gone)))
+            await conn.execute(delete(spaces).where(spaces.c.id.in_(gone)))
+        self.bus.memberships_changed(member_ids)
+
+    # -- sharing folders ----------------------------------------------------------
+
+    async def folder_of_item(self, drive: Drive, item_id: str) -> str:
+        """Path of the folder ``item_id`` (a Graph item id, i.e. oc:fileid) in a drive."""
+        if drive.type not in ("personal", "project") or drive.provider_id is None:
+            raise Invalid("only folders of personal and project spaces can be shared")
+        info = await self.providers.resolve_item(drive.provider_id, drive.id, item_id)
+        if info is None:
+            raise NotFound(f"no item {item_id!r} in this drive")
+        if not info.is_dir:
+            raise Invalid("only folders can be shared")
+        return info.path
+
+    async def share_folder(self, principal: Principal, space_id: str, path: str,
+                           recipients: Iterable[tuple[str, str]],
+                           role: Role) -> tuple[Drive, list[Member]]:
+        """Share the folder ``path`` of a space; returns the share drive and the new members.
+
+        Only managers may share (MANAGE_MEMBERS on the base space): a share widens who
+        can reach the space's content, which is its managers' decision — as in oCIS,
+        where editors of a project space cannot share. Recipients get viewer or editor;
+        the sharer manages the share.
+        """
+        base = await self._managed(principal, space_id)
+        if base.type not in ("personal", "project") or base.provider_id is None:
+            raise Invalid("only folders of personal and project spaces can be shared")
+        if base.disabled:
+            raise Conflict("the space is disabled; restore it first")
+        if role.name == "manager":
+            raise Invalid("a folder is shared with viewers or editors; the sharer "
+                          "manages the share")
+        folder = _folder_path(path)
+        state = await self.providers.create_share(
+            base.provider_id, str(uuid.uuid4()), base.id, folder)
+        created = await self._register_share(principal, base, folder, state)
+        try:
+            members = await self.add_members(principal, state.space_id, recipients, role)
+        except BaseException:
+            if created:
+                await self._delete_share(state.space_id, base.provider_id)
+            raise
+        return await self.get_drive(principal, state.space_id), members
+
+    async def _register_share(self, principal: Principal, base: Drive, folder: str,
+                              state: pb.SpaceState) -> bool:
+        """Record the share space (unless known) with the sharer as a manager; True if new."""
+        name = folder.rpartition("/")[2]
+        now = now_ms()
+        try:
+            async with self.db.write() as conn:
+                known = (await conn.execute(select(spaces.c.id).where(
+                    spaces.c.id == state.space_id))).first() is not None
+                if not known:
+                    await conn.execute(insert(spaces).values(
+                        id=state.space_id, type="share", name=name, alias=_alias("share", name),
+                        description="", quota_total=0, provider_id=base.provider_id,
+                        root_id=state.root_id, etag=state.etag, size=state.size,
+                        created_ms=now, modified_ms=now, change_seq=await self._next_seq(conn),
+                        base_space_id=base.id, root_path=folder))
+                await conn.execute(delete(space_members).where(
+                    space_members.c.space_id == state.space_id,
+                    space_members.c.principal_type == "user",
+                    space_members.c.principal_id == principal.id))
+                await conn.execute(insert(space_members).values(
+                    space_id=state.space_id, principal_type="user", principal_id=principal.id,
+                    role="manager", created_ms=now))
+        except IntegrityError:
+            # Another request shared the same folder at the same moment under another id.
+            assert base.provider_id is not None
+            await self.providers.delete_space(base.provider_id, state.space_id)
+            raise Conflict("the folder is being shared by another request; try again") from None
+        self.bus.memberships_changed({principal.id})
+        return not known
+
+    async def _delete_share(self, space_id: str, provider_id: str) -> None:
+        await self.providers.delete_space(provider_id, space_id)
+        await self._forget(space_id)
 
     # -- members ------------------------------------------------------------------
 
@@ -369,6 +480,11 @@ class RegistryService:
             await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
                 change_seq=await self._next_seq(conn)))
         self.bus.memberships_changed({member.id})
+        left = [m for m in drive.members if m != member]
+        if drive.type == "share" and all(m.role == "manager" for m in left):
+            # Shared with nobody any more: the share space has no purpose left.
+            assert drive.provider_id is not None
+            await self._delete_share(space_id, drive.provider_id)
 
     async def list_members(self, principal: Principal, space_id: str) -> Drive:
         drive = await self.get_drive(principal, space_id)

@@ -3,6 +3,7 @@ app passwords) and clients acting as its users."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -47,23 +48,30 @@ async def databases(backend: str, tmp_path: Path) -> AsyncIterator[NewDatabase]:
         if backend == "sqlite":
             return f"sqlite+aiosqlite:///{tmp_path / f'{name}.db'}"
         db_name = f"fedspace_test_{uuid.uuid4().hex[:12]}"
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{db_name}"')
-        finally:
-            await conn.close()
+        await _admin(admin_dsn, f'CREATE DATABASE "{db_name}"')
         created.append(db_name)
         return make_url(POSTGRES_URL).set(database=db_name).render_as_string(
             hide_password=False)
 
     yield new
-    if created:
-        conn = await asyncpg.connect(admin_dsn)
+    for db_name in created:
+        await _admin(admin_dsn, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+async def _admin(dsn: str, sql: str) -> None:
+    """CREATE/DROP DATABASE, retried: PostgreSQL refuses them while an autovacuum worker
+    (which a non-superuser may not terminate) is connected to the database or template1."""
+    for attempt in range(20):
+        conn = await asyncpg.connect(dsn)
         try:
-            for db_name in created:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            await conn.execute(sql)
+            return
+        except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+            if attempt == 19:
+                raise
         finally:
             await conn.close()
+        await asyncio.sleep(0.25)
 
 
 @pytest.fixture

@@ -1,0 +1,81 @@
+"""The federation service as a runtime component (see fedspace.runtime).
+
+It owns what every OCM endpoint shares: our signing keys, the peer policy, the resolver
+of peers' keys with one replay cache, the advertised ``Features``, and the outbox worker
+that signs every message it delivers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import grpc
+from fastapi import APIRouter
+from prometheus_client import Gauge
+from sqlalchemy import func, select
+
+from fedspace.metrics import Metrics
+from fedspace.runtime import Context
+
+from . import httpsig
+from .keys import KeyStore
+from .models import outbox
+from .ocm import Features
+from .outbox import Delivery, post_json
+from .peers import PeerPolicy
+from .resolver import SenderKeys
+
+GAUGED_STATES = ("queued", "delivering", "failed")  # delivered rows only ever grow
+
+
+class FederationComponent:
+    name = "federation"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.keys = KeyStore.in_data_dir(ctx.settings.data_dir, httpsig.DEFAULT_FRESHNESS)
+        self.peers = PeerPolicy(ctx.db, ctx.settings)
+        self.sender_keys = SenderKeys(ctx.outbound)
+        self.replay = httpsig.ReplayCache()
+        criteria = set() if ctx.settings.federation.accept_unsigned_from else {"must-use-http-sig"}
+        if ctx.settings.federation.allowlist_only:
+            criteria.add("allowlist")
+        self.features = Features(capabilities={"http-sig"}, criteria=criteria)
+        self.delivery = Delivery(ctx.db, ctx.settings.federation,
+                                 post_json(ctx.outbound, sign=self.sign))
+        self._outbox_gauge = Gauge("fedspace_outbox_messages", "Outbox messages by state",
+                                   ["state"], registry=ctx.metrics.registry)
+
+    def sign(self, method: str, url: str, headers: dict[str, str],
+             body: bytes) -> Mapping[str, str]:
+        """``headers`` plus an OCM signature by our current key (an ``outbox.Sign``)."""
+        key = self.keys.signing_key()
+        keyid = httpsig.make_keyid(self.settings.domain, key.kid)
+        return {**headers, **httpsig.sign(method, url, headers, body, key.private_key, keyid)}
+
+    def routers(self) -> Sequence[APIRouter]:
+        from .api import router
+
+        return (router(self),)
+
+    def add_to_grpc(self, server: grpc.aio.Server) -> None:
+        pass
+
+    async def start(self) -> None:
+        self.keys.ensure()  # published before anything is signed with it
+        await self.delivery.start()
+
+    async def stop(self) -> None:
+        await self.delivery.stop()
+
+    async def ready(self) -> str | None:
+        return None
+
+    async def collect(self, metrics: Metrics) -> None:
+        query = (select(outbox.c.state, func.count()).where(outbox.c.state.in_(GAUGED_STATES))
+                 .group_by(outbox.c.state))
+        async with self.ctx.db.read() as conn:
+            counts = {state: n for state, n in (await conn.execute(query)).all()}
+        for state in GAUGED_STATES:
+            self._outbox_gauge.labels(state).set(counts.get(state, 0))
