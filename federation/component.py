@@ -55,9 +55,20 @@ class FederationComponent:
         return {**headers, **httpsig.sign(method, url, headers, body, key.private_key, keyid)}
 
     def routers(self) -> Sequence[APIRouter]:
-        from .api import router
+        """Discovery always; receiving shares when the registry and the user directory run
+        in this process (the remote spaces are theirs), advertised only then."""
+        from . import api, shares
 
-        return (router(self),)
+        routers = [api.router(self)]
+        registry = self.ctx.components.get("registry")
+        discovery = self.ctx.components.get("discovery")
+        if registry is not None and discovery is not None:
+            receiver = shares.Receiver(self, registry.service, discovery.directory)
+            registry.service.remote_listeners.append(receiver)
+            self.features.capabilities.add("notifications")
+            self.features.receive["webdav"] = {"uri": "absolute"}
+            routers.append(shares.router(receiver))
+        return routers
 
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         pass

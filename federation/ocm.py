@@ -48,6 +48,8 @@ class Features:
     criteria: set[str] = field(default_factory=set)
     token_endpoint: str | None = None  # absolute URL, with the exchange-token capability
     invite_accept_dialog: str | None = None  # path of the page, with the invites capability
+    # Protocols we accept shares for, as ``<name>-receive`` members of the file resource.
+    receive: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def capability_list(capabilities: Iterable[str]) -> list[str]:
@@ -69,7 +71,10 @@ def discovery_document(public_url: str, features: Features) -> dict[str, Any]:
         "endPoint": f"{base}{ENDPOINT_PATH}",
         "provider": PROVIDER,
         "resourceTypes": [
-            {"name": "file", "shareTypes": ["user"], "protocols": {"webdav": WEBDAV_PATH}},
+            {"name": "file", "shareTypes": ["user"], "protocols": {
+                "webdav": WEBDAV_PATH,
+                **{f"{name}-receive": role for name, role in sorted(features.receive.items())},
+            }},
         ],
         "capabilities": capability_list(features.capabilities),
         "criteria": sorted(features.criteria),

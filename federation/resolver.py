@@ -119,6 +119,15 @@ class SenderKeys:
 
     async def jwks_uri(self, domain: str) -> str:
         """Where ``domain`` publishes its JWK Set, from its OCM discovery document."""
+        origin, document = await self.discover(domain)
+        if isinstance(document.get("jwksUri"), str):
+            return str(document["jwksUri"])
+        end_point = urlsplit(str(document.get("endPoint") or origin))
+        return f"{end_point.scheme}://{end_point.netloc}{JWKS_PATH}"
+
+    async def discover(self, domain: str) -> tuple[str, dict[str, Any]]:
+        """``domain``'s enabled OCM discovery document and the origin that served it
+        (OutboundError or ValueError when there is none)."""
         scheme = "http" if self.outbound.settings.allow_http else "https"
         hosts = [domain] if domain.startswith("cloud.") else [domain, f"cloud.{domain}"]
         for host in hosts:
@@ -130,10 +139,7 @@ class SenderKeys:
                 raise
             if document.get("enabled") is False:
                 raise ValueError(f"OCM is disabled at {host}")
-            if isinstance(document.get("jwksUri"), str):
-                return str(document["jwksUri"])
-            end_point = urlsplit(str(document.get("endPoint") or f"{scheme}://{host}"))
-            return f"{end_point.scheme}://{end_point.netloc}{JWKS_PATH}"
+            return f"{scheme}://{host}", document
         raise AssertionError("unreachable")
 
     async def _discover(self, origin: str) -> dict[str, Any]:

@@ -95,8 +95,8 @@ def router(ctx: Context) -> APIRouter:
         principal = await ctx.auth.authenticate(request)
         try:
             route = await registry.service.route(principal, space_id)
-        except NotFound:
-            return dav_error(404, "no such space")
+        except NotFound as exc:
+            return dav_error(404, str(exc))
         if route.provider_id == local_id:
             return await provider.webdav.handle(request, route.grant, path)
         return await forward(request, route.grant, route.provider_id, path)

@@ -41,6 +41,7 @@ from registry.service import (
     Invalid,
     NotFound,
     RegistryService,
+    Unavailable,
     principal_ids,
 )
 
@@ -56,7 +57,7 @@ class ServiceErrorRoute(APIRoute):
 
     _STATUS: tuple[tuple[type[Exception], int], ...] = (
         (NotFound, 404), (Forbidden, 403), (Conflict, 409), (Invalid, 400), (NotAFolder, 400),
-        (NoProvider, 503))
+        (NoProvider, 503), (Unavailable, 503))
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         handler = super().get_route_handler()
@@ -195,6 +196,16 @@ def router(service: RegistryService, ctx: Context) -> APIRouter:
         else:
             await service.disable(p, drive_id)
         return Response(status_code=204)
+
+    # -- remote spaces (shares received from other instances) -----------------------------
+
+    @r.post("/graph/v1beta1/drives/{drive_id}/accept")
+    async def accept_remote(drive_id: str, p: Caller) -> Response:
+        return _json(render.drive(await service.decide_remote(p, drive_id, "accepted")))
+
+    @r.post("/graph/v1beta1/drives/{drive_id}/decline")
+    async def decline_remote(drive_id: str, p: Caller) -> Response:
+        return _json(render.drive(await service.decide_remote(p, drive_id, "declined")))
 
     # -- permissions ----------------------------------------------------------------------
 

@@ -112,6 +112,13 @@ def permission(member: Member, names: Mapping[str, str] | None = None) -> dict[s
             "grantedToV2": {member.type: identity}}
 
 
+def remote(d: Drive) -> dict[str, Any]:
+    """Where a remote space lives, whether it was accepted, and who shared it."""
+    return {"webDavUrl": d.remote_url, "state": d.remote_state,
+            "sender": {"id": d.remote_sender, "displayName": d.remote_sender_name},
+            "owner": {"id": d.remote_owner, "displayName": d.remote_owner_name}}
+
+
 def role_definition(role: Role, weight: int) -> dict[str, Any]:
     return {"id": role.id, "displayName": role.display_name, "description": role.description,
             "rolePermissions": [{"allowedResourceActions": list(role.actions),
@@ -139,7 +146,8 @@ class Renderer:
         return f"{self.public_url}/graph/v1.0/drives/{drive_id}"
 
     def drive(self, d: Drive) -> dict[str, Any]:
-        dav = self.dav_url(d.id)
+        # A remote space's data is at its origin: clients sync it from there.
+        dav = d.remote_url if d.remote_url else self.dav_url(d.id)
         root: dict[str, Any] = {"id": d.root_id, "eTag": d.etag, "webDavUrl": dav,
                                 "permissions": [permission(m) for m in d.members]}
         if d.disabled:
@@ -164,6 +172,8 @@ class Renderer:
                          if m.role == "manager" and m.type == "user"],
             "syncable": not d.disabled,
         }
+        if d.type == "remote":
+            out["@fedspace.remote"] = remote(d)
         if d.personal_user_id:
             out["owner"] = {"user": {"id": d.personal_user_id}}
         if d.image:

@@ -43,6 +43,21 @@ spaces = Table(
     Column("root_path", path_type(), nullable=True),
     # One folder, one share space: sharing it again adds members to the same space.
     Index("uq_spaces_share_root", "base_space_id", "root_id", unique=True),
+    # A remote space (OCM share received from another instance): where it lives, whether
+    # the recipient accepted it, and who sent it. (remote_domain, remote_provider_id) names
+    # the share at its origin; receiving it again finds the same space.
+    Column("remote_url", String(2048), nullable=True),
+    Column("remote_state", String(12), nullable=True),  # pending | accepted | declined
+    Column("remote_domain", String(261), nullable=True),
+    Column("remote_provider_id", String(255), nullable=True),
+    Column("remote_endpoint", String(2048), nullable=True),  # the origin's OCM endPoint
+    Column("remote_sender", String(512), nullable=True),
+    Column("remote_sender_name", String(255), nullable=True),
+    Column("remote_owner", String(512), nullable=True),
+    Column("remote_owner_name", String(255), nullable=True),
+    # The share's secret, sealed by the federation service: the registry never reads it.
+    Column("remote_secret", Text, nullable=True),
+    Index("uq_spaces_remote", "remote_domain", "remote_provider_id", unique=True),
 )
 
 space_members = Table(

@@ -7,6 +7,12 @@ A ``share`` space is a folder of a personal or project space (its *base*) shared
 space of its own: its members are the recipients plus the sharers as managers, while the
 base space's members keep their own access. The provider roots it at the folder's node,
 so one folder has one share space, found again when the folder is shared again.
+
+A ``remote`` space is a share received from another instance (OCM): it has no provider
+here, only the origin's WebDAV URL, and the recipient as its one member. It is *pending*
+until she accepts or declines it; the federation service, a ``RemoteListener``, queues the
+answer to the origin in the transaction that records the decision (the registry never
+touches federation tables, and federation never touches the registry's).
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -50,6 +56,52 @@ class Conflict(Exception):
 
 class Invalid(ValueError):
     pass
+
+
+class Unavailable(RuntimeError):
+    """A service this operation needs does not run in this process."""
+
+
+RemoteState = Literal["pending", "accepted", "declined"]
+
+
+@dataclass(frozen=True)
+class RemoteShare:
+    """An incoming share as the federation service validated it (``secret`` sealed)."""
+
+    domain: str  # the origin instance (the verified signer)
+    provider_id: str  # the share's id at the origin
+    name: str
+    description: str
+    url: str  # the origin's WebDAV URL of the shared resource
+    endpoint: str  # the origin's OCM endPoint, for notifications back
+    sender: str
+    sender_name: str | None
+    owner: str
+    owner_name: str | None
+    role: str  # viewer | editor
+    secret: str | None
+
+
+@dataclass(frozen=True)
+class RemoteSpace:
+    """What a ``RemoteListener`` learns about a decided remote space."""
+
+    id: str
+    domain: str
+    provider_id: str
+    endpoint: str
+    state: RemoteState
+
+
+class RemoteListener(Protocol):
+    """Told of the recipient's decision on a remote space (the federation service)."""
+
+    async def decided(self, conn: AsyncConnection, space: RemoteSpace) -> None:
+        """Called inside the transaction that records the decision."""
+
+    def committed(self) -> None:
+        """Called once that transaction has committed."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +136,12 @@ class Drive:
     change_seq: int
     base_space_id: str | None
     root_path: str | None
+    remote_url: str | None
+    remote_state: RemoteState | None
+    remote_sender: str | None
+    remote_sender_name: str | None
+    remote_owner: str | None
+    remote_owner_name: str | None
     role: Role = ROLES["viewer"]
     members: list[Member] = field(default_factory=list)
 
@@ -112,7 +170,8 @@ def _alias(kind: str, name: str) -> str:
 _COLUMNS = [spaces.c[c] for c in (
     "id", "type", "name", "alias", "description", "image", "quota_total", "personal_user_id",
     "provider_id", "root_id", "etag", "size", "created_ms", "modified_ms", "disabled_ms",
-    "change_seq", "base_space_id", "root_path")]
+    "change_seq", "base_space_id", "root_path", "remote_url", "remote_state", "remote_sender",
+    "remote_sender_name", "remote_owner", "remote_owner_name")]
 _BASE = spaces.alias("base")
 
 
@@ -135,6 +194,7 @@ class RegistryService:
         self.settings = settings
         self.providers = providers
         self.bus = bus
+        self.remote_listeners: list[RemoteListener] = []
 
     # -- sequencing ---------------------------------------------------------------
 
@@ -190,7 +250,11 @@ class RegistryService:
         self, principal: Principal, *, drive_type: str | None = None,
         order_by: str | None = None, descending: bool = False,
     ) -> list[Drive]:
-        where = [spaces.c.type == drive_type] if drive_type else []
+        """The principal's drives; remote spaces only once accepted, unless remote ones are
+        asked for (``drive_type="remote"``: all of them, pending and declined too, as the
+        list a client shows to accept or decline from)."""
+        where = [spaces.c.type == drive_type] if drive_type else [
+            or_(spaces.c.type != "remote", spaces.c.remote_state == "accepted")]
         column = {"name": spaces.c.name,
                   "lastModifiedDateTime": spaces.c.modified_ms}.get(order_by or "")
         order = None
@@ -220,8 +284,11 @@ class RegistryService:
         )
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
-        if not rows or rows[0].provider_id is None:
+        if not rows:
             raise NotFound(f"no space {space_id!r}")
+        if rows[0].provider_id is None:
+            raise NotFound(f"space {space_id!r} is a remote space: its data is served by the "
+                           "instance it was shared from")
         role = strongest([r.role for r in rows])
         permissions = role.permissions
         if rows[0].disabled_ms is not None or rows[0].base_disabled_ms is not None:
@@ -569,3 +636,103 @@ class RegistryService:
         async with self.db.read() as conn:
             return (await conn.execute(select(counters.c.value).where(
                 counters.c.name == "change_seq"))).scalar_one()
+
+    # -- remote spaces ------------------------------------------------------------
+
+    async def register_remote_space(self, user_id: str, share: RemoteShare) -> tuple[str, bool]:
+        """Record an incoming share as a pending remote space of ``user_id``.
+
+        Idempotent on (origin, providerId): receiving the same share again changes nothing
+        and returns the same space; the bool says whether it was created now.
+        """
+        space_id, now = str(uuid.uuid4()), now_ms()
+        try:
+            async with self.db.write() as conn:
+                known = await self._remote_id(conn, share.domain, share.provider_id)
+                if known is not None:
+                    return known, False
+                await conn.execute(insert(spaces).values(
+                    id=space_id, type="remote", name=share.name,
+                    alias=_alias("remote", share.name), description=share.description,
+                    quota_total=0, provider_id=None, root_id=space_id,
+                    etag=uuid.uuid4().hex, size=0, created_ms=now, modified_ms=now,
+                    change_seq=await self._next_seq(conn), remote_url=share.url,
+                    remote_state="pending", remote_domain=share.domain,
+                    remote_provider_id=share.provider_id, remote_endpoint=share.endpoint,
+                    remote_sender=share.sender, remote_sender_name=share.sender_name,
+                    remote_owner=share.owner, remote_owner_name=share.owner_name,
+                    remote_secret=share.secret))
+                await conn.execute(insert(space_members).values(
+                    space_id=space_id, principal_type="user", principal_id=user_id,
+                    role=share.role, created_ms=now))
+        except IntegrityError:  # the same share, received concurrently
+            async with self.db.read() as conn:
+                known = await self._remote_id(conn, share.domain, share.provider_id)
+            if known is None:
+                raise
+            return known, False
+        self.bus.memberships_changed({user_id})
+        return space_id, True
+
+    async def decide_remote(self, principal: Principal, space_id: str,
+                            state: RemoteState) -> Drive:
+        """Accept or decline a remote space; the listeners tell its origin.
+
+        Pending spaces may be accepted or declined, accepted ones declined (the recipient
+        leaves the share); a declined share cannot be taken back, as its origin may have
+        dropped it. Repeating a decision is a no-op.
+        """
+        drive = await self.get_drive(principal, space_id)
+        if drive.type != "remote":
+            raise Invalid("only remote spaces are accepted or declined")
+        if drive.remote_state == state:
+            return drive
+        if drive.remote_state == "declined":
+            raise Conflict("the share was declined; ask its sender to share it again")
+        if not self.remote_listeners:
+            raise Unavailable("the federation service does not run with this registry")
+        async with self.db.write() as conn:
+            row = (await conn.execute(
+                update(spaces).where(spaces.c.id == space_id,
+                                     spaces.c.remote_state == drive.remote_state)
+                .values(remote_state=state, change_seq=await self._next_seq(conn))
+                .returning(spaces.c.remote_domain, spaces.c.remote_provider_id,
+                           spaces.c.remote_endpoint))).first()
+            if row is None:
+                raise Conflict("the share was decided by another request; reload it")
+            remote = RemoteSpace(space_id, row.remote_domain, row.remote_provider_id,
+                                 row.remote_endpoint, state)
+            for listener in self.remote_listeners:
+                await listener.decided(conn, remote)
+        for listener in self.remote_listeners:
+            listener.committed()
+        self.bus.memberships_changed({m.id for m in drive.members})
+        return await self.get_drive(principal, space_id)
+
+    async def remove_remote_space(self, domain: str, provider_id: str) -> bool:
+        """The origin unshared: forget the remote space at once; False if unknown."""
+        async with self.db.read() as conn:
+            space_id = await self._remote_id(conn, domain, provider_id)
+        if space_id is None:
+            return False
+        await self._forget(space_id)
+        return True
+
+    async def set_remote_role(self, domain: str, provider_id: str, role: Role) -> bool:
+        """The origin changed the recipient's permissions; False if the share is unknown."""
+        async with self.db.write() as conn:
+            space_id = await self._remote_id(conn, domain, provider_id)
+            if space_id is None:
+                return False
+            members = set((await conn.execute(
+                update(space_members).where(space_members.c.space_id == space_id)
+                .values(role=role.name).returning(space_members.c.principal_id))).scalars())
+            await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
+                change_seq=await self._next_seq(conn)))
+        self.bus.memberships_changed(members)
+        return True
+
+    @staticmethod
+    async def _remote_id(conn: AsyncConnection, domain: str, provider_id: str) -> str | None:
+        return await conn.scalar(select(spaces.c.id).where(
+            spaces.c.remote_domain == domain, spaces.c.remote_provider_id == provider_id))

@@ -47,8 +47,9 @@ async def test_discovery_document_and_legacy_path(pair) -> None:  # type: ignore
         "endPoint": f"{zurich.url}/ocm",
         "provider": "fedspace",
         "resourceTypes": [{"name": "file", "shareTypes": ["user"],
-                           "protocols": {"webdav": "/dav/spaces/"}}],
-        "capabilities": ["http-sig"],
+                           "protocols": {"webdav": "/dav/spaces/",
+                                         "webdav-receive": {"uri": "absolute"}}}],
+        "capabilities": ["http-sig", "notifications", "/notifications"],
         "criteria": ["must-use-http-sig"],
         "jwksUri": f"{zurich.url}/.well-known/jwks.json",
     }
@@ -60,9 +61,10 @@ async def test_discovery_document_and_legacy_path(pair) -> None:  # type: ignore
 async def test_capabilities_follow_features(pair) -> None:  # type: ignore[no-untyped-def]
     zurich, _ = pair
     fed = federation(zurich)
-    fed.features.capabilities.add("notifications")
+    fed.features.capabilities.add("invites")
     doc = (await zurich.client(None).get("/.well-known/ocm")).json()
-    assert doc["capabilities"] == ["http-sig", "notifications", "/notifications"]
+    assert doc["capabilities"] == ["http-sig", "invites", "/invite-accepted", "notifications",
+                                   "/notifications"]
 
 
 def test_document_optional_members() -> None:
