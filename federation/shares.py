@@ -45,8 +45,9 @@ from starlette.responses import Response
 
 from discovery.service import Directory, User
 from fedspace.outbound import OutboundError
+from registry.drives import RemoteShare, RemoteSpace
 from registry.roles import ROLES, Role
-from registry.service import RegistryService, RemoteShare, RemoteSpace
+from registry.service import RegistryService
 
 from . import httpsig
 from .api import JSON, OcmRoute, SignedRequest, verified_request

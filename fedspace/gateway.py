@@ -90,7 +90,7 @@ def router(ctx: Context) -> APIRouter:
             if grant.space_id != space_id:
                 return dav_error(403, "grant is for another space")
             return await provider.webdav.handle(request, grant, path)
-        from registry.service import NotFound
+        from registry.drives import NotFound
 
         principal = await ctx.auth.authenticate(request)
         try:

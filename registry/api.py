@@ -22,6 +22,16 @@ from fedspace.auth import Principal
 from fedspace.permissions import Permission
 from fedspace.problem import Problem
 from fedspace.runtime import Context
+from registry.drives import (
+    SPACE_TYPES,
+    Conflict,
+    Drive,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unavailable,
+    principal_ids,
+)
 from registry.graph import (
     ROLE_DEFINITIONS,
     DriveCreate,
@@ -33,17 +43,7 @@ from registry.graph import (
 )
 from registry.providers import NoProvider, NotAFolder
 from registry.roles import ROLES, Role, role
-from registry.service import (
-    SPACE_TYPES,
-    Conflict,
-    Drive,
-    Forbidden,
-    Invalid,
-    NotFound,
-    RegistryService,
-    Unavailable,
-    principal_ids,
-)
+from registry.service import RegistryService
 
 _FILTER = re.compile(r"\s*driveType\s+eq\s+'([^']*)'\s*")
 _ORDER = re.compile(r"\s*(name|lastModifiedDateTime)(?:\s+(asc|desc))?\s*")

@@ -17,8 +17,8 @@ from urllib.parse import quote
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from fedspace.settings import Settings
+from registry.drives import Drive, Member
 from registry.roles import ROLES, Role
-from registry.service import Drive, Member
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # oCIS's condition for roles that apply to a space root.

@@ -1,0 +1,100 @@
+"""Members of a space and their roles (a mixin of ``RegistryService``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import and_, delete, insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from fedspace.auth import Principal
+from fedspace.permissions import Permission
+from fedspace.sqltypes import now_ms
+from registry.drives import Conflict, Drive, Forbidden, Member, NotFound
+from registry.models import space_members, spaces
+from registry.roles import Role
+
+
+class Memberships:
+    """Uses the core of ``RegistryService``: ``db``, ``bus``, ``_next_seq``, ``_managed``,
+    ``get_drive``."""
+
+    async def add_members(self, principal: Principal, space_id: str,
+                          recipients: Iterable[tuple[str, str]], role: Role) -> list[Member]:
+        """Add or re-role (type, id) recipients; returns the resulting memberships."""
+        drive = await self._managed(principal, space_id)
+        if drive.type == "personal":
+            raise Forbidden("members cannot be added to a personal space")
+        if drive.disabled:
+            raise Conflict("the space is disabled; restore it first")
+        added = [Member(kind, pid, role.name) for kind, pid in dict.fromkeys(recipients)]
+        existing = {(m.type, m.id) for m in drive.members}
+        now = now_ms()
+        async with self.db.write() as conn:
+            for m in added:
+                if (m.type, m.id) in existing:
+                    await self._set_role(conn, drive, m, role.name)
+                else:
+                    await conn.execute(insert(space_members).values(
+                        space_id=space_id, principal_type=m.type, principal_id=m.id,
+                        role=m.role, created_ms=now))
+            await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
+                change_seq=await self._next_seq(conn)))
+        self.bus.memberships_changed({m.id for m in added})
+        return added
+
+    async def set_member_role(self, principal: Principal, space_id: str, permission_id: str,
+                              role: Role) -> Member:
+        drive = await self._managed(principal, space_id)
+        member = self._member(drive, permission_id)
+        async with self.db.write() as conn:
+            await self._set_role(conn, drive, member, role.name)
+        self.bus.memberships_changed({member.id})
+        return Member(member.type, member.id, role.name)
+
+    async def remove_member(self, principal: Principal, space_id: str, permission_id: str) -> None:
+        drive = await self._managed(principal, space_id)
+        member = self._member(drive, permission_id)
+        self._keep_a_manager(drive, member, None)
+        async with self.db.write() as conn:
+            await conn.execute(delete(space_members).where(
+                space_members.c.space_id == space_id,
+                space_members.c.principal_type == member.type,
+                space_members.c.principal_id == member.id))
+            await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
+                change_seq=await self._next_seq(conn)))
+        self.bus.memberships_changed({member.id})
+        left = [m for m in drive.members if m != member]
+        if drive.type == "share" and all(m.role == "manager" for m in left):
+            # Shared with nobody any more: the share space has no purpose left.
+            assert drive.provider_id is not None
+            await self._delete_share(space_id, drive.provider_id)
+
+    async def list_members(self, principal: Principal, space_id: str) -> Drive:
+        drive = await self.get_drive(principal, space_id)
+        if not drive.role.permissions & Permission.LIST_MEMBERS:
+            raise Forbidden("you may not list the members of this space")
+        return drive
+
+    @staticmethod
+    def _member(drive: Drive, permission_id: str) -> Member:
+        for m in drive.members:
+            if m.permission_id == permission_id:
+                return m
+        raise NotFound(f"no permission {permission_id!r} on this drive")
+
+    @staticmethod
+    def _keep_a_manager(drive: Drive, member: Member, new_role: str | None) -> None:
+        managers = [m.id for m in drive.members if m.role == "manager" and m.type == "user"]
+        if managers == [member.id] and member.type == "user" and new_role != "manager":
+            raise Conflict("the last manager of a space cannot be removed or demoted")
+
+    async def _set_role(self, conn: AsyncConnection, drive: Drive, member: Member,
+                        role: str) -> None:
+        self._keep_a_manager(drive, member, role)
+        await conn.execute(update(space_members).where(and_(
+            space_members.c.space_id == drive.id,
+            space_members.c.principal_type == member.type,
+            space_members.c.principal_id == member.id)).values(role=role))
+        await conn.execute(update(spaces).where(spaces.c.id == drive.id).values(
+            change_seq=await self._next_seq(conn)))

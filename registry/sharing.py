@@ -1,0 +1,128 @@
+"""Sharing a folder as a ``share`` space (a mixin of ``RegistryService``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from fedspace.auth import Principal
+from fedspace.rpc import spaces_pb2 as pb
+from fedspace.sqltypes import now_ms
+from registry.drives import Conflict, Drive, Invalid, Member, NotFound, drive_alias, folder_path
+from registry.models import space_members, spaces
+from registry.roles import Role
+
+
+class FolderSharing:
+    """Uses the core of ``RegistryService``: ``db``, ``bus``, ``providers``, ``_next_seq``,
+    ``_managed``, ``get_drive``, ``add_members``, ``_forget``."""
+
+    async def folder_of_item(self, drive: Drive, item_id: str) -> str:
+        """Path of the folder ``item_id`` (a Graph item id, i.e. oc:fileid) in a drive."""
+        if drive.type not in ("personal", "project") or drive.provider_id is None:
+            raise Invalid("only folders of personal and project spaces can be shared")
+        info = await self.providers.resolve_item(drive.provider_id, drive.id, item_id)
+        if info is None:
+            raise NotFound(f"no item {item_id!r} in this drive")
+        if not info.is_dir:
+            raise Invalid("only folders can be shared")
+        return info.path
+
+    async def share_folder(
+        self,
+        principal: Principal,
+        space_id: str,
+        path: str,
+        recipients: Iterable[tuple[str, str]],
+        role: Role,
+    ) -> tuple[Drive, list[Member]]:
+        """Share the folder ``path`` of a space; returns the share drive and the new members.
+
+        Only managers may share (MANAGE_MEMBERS on the base space): a share widens who
+        can reach the space's content, which is its managers' decision — as in oCIS,
+        where editors of a project space cannot share. Recipients get viewer or editor;
+        the sharer manages the share.
+        """
+        base = await self._managed(principal, space_id)
+        if base.type not in ("personal", "project") or base.provider_id is None:
+            raise Invalid("only folders of personal and project spaces can be shared")
+        if base.disabled:
+            raise Conflict("the space is disabled; restore it first")
+        if role.name == "manager":
+            raise Invalid(
+                "a folder is shared with viewers or editors; the sharer manages the share"
+            )
+        folder = folder_path(path)
+        state = await self.providers.create_share(
+            base.provider_id, str(uuid.uuid4()), base.id, folder
+        )
+        created = await self._register_share(principal, base, folder, state)
+        try:
+            members = await self.add_members(principal, state.space_id, recipients, role)
+        except BaseException:
+            if created:
+                await self._delete_share(state.space_id, base.provider_id)
+            raise
+        return await self.get_drive(principal, state.space_id), members
+
+    async def _register_share(
+        self, principal: Principal, base: Drive, folder: str, state: pb.SpaceState
+    ) -> bool:
+        """Record the share space (unless known) with the sharer as a manager; True if new."""
+        name = folder.rpartition("/")[2]
+        now = now_ms()
+        try:
+            async with self.db.write() as conn:
+                known = (
+                    await conn.execute(select(spaces.c.id).where(spaces.c.id == state.space_id))
+                ).first() is not None
+                if not known:
+                    await conn.execute(
+                        insert(spaces).values(
+                            id=state.space_id,
+                            type="share",
+                            name=name,
+                            alias=drive_alias("share", name),
+                            description="",
+                            quota_total=0,
+                            provider_id=base.provider_id,
+                            root_id=state.root_id,
+                            etag=state.etag,
+                            size=state.size,
+                            created_ms=now,
+                            modified_ms=now,
+                            change_seq=await self._next_seq(conn),
+                            base_space_id=base.id,
+                            root_path=folder,
+                        )
+                    )
+                await conn.execute(
+                    delete(space_members).where(
+                        space_members.c.space_id == state.space_id,
+                        space_members.c.principal_type == "user",
+                        space_members.c.principal_id == principal.id,
+                    )
+                )
+                await conn.execute(
+                    insert(space_members).values(
+                        space_id=state.space_id,
+                        principal_type="user",
+                        principal_id=principal.id,
+                        role="manager",
+                        created_ms=now,
+                    )
+                )
+        except IntegrityError:
+            # Another request shared the same folder at the same moment under another id.
+            assert base.provider_id is not None
+            await self.providers.delete_space(base.provider_id, state.space_id)
+            raise Conflict("the folder is being shared by another request; try again") from None
+        self.bus.memberships_changed({principal.id})
+        return not known
+
+    async def _delete_share(self, space_id: str, provider_id: str) -> None:
+        await self.providers.delete_space(provider_id, space_id)
+        await self._forget(space_id)
