@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from federation.httpsig import DEFAULT_FRESHNESS
-from federation.keys import DEFAULT_GRACE, KeyStore
+from federation.keys import KeyStore
 from fedspace.cliutil import ConfigOption, settings_from
+from fedspace.keyfiles import DEFAULT_GRACE
 
 keys = typer.Typer(help="The instance's federation (OCM request signing) keys.",
                    no_args_is_help=True)

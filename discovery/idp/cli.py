@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from argon2 import PasswordHasher
 
-from discovery.idp.keys import DEFAULT_GRACE, KeyStore
+from discovery.idp.keys import KeyStore
 from fedspace.cliutil import ConfigOption, settings_from
+from fedspace.keyfiles import DEFAULT_GRACE
 
 idp = typer.Typer(help="The embedded OpenID Connect provider.", no_args_is_help=True)
 
