@@ -150,3 +150,23 @@ async def instance(start_instance: Callable) -> Running:
         await running.add_user(name)
     await running.add_user("root", admin=True)
     return running
+
+
+DEV_OUTBOUND = {"allow_http": True, "allow_private_addresses": True}
+
+
+@pytest.fixture
+async def zurich_paris(start_instance: Callable) -> tuple[Running, Running]:
+    """zurich.test and paris.test, each resolving the other's domain through the name map
+    (fedspace clients never use DNS for rig names)."""
+    zurich = await start_instance("zurich", domain="zurich.test", outbound=DEV_OUTBOUND)
+    paris = await start_instance("paris", domain="paris.test", outbound=DEV_OUTBOUND)
+    names = {"zurich.test": zurich.url.removeprefix("http://"),
+             "paris.test": paris.url.removeprefix("http://")}
+    for running in (zurich, paris):
+        running.instance.settings.outbound.hosts.update(names)
+    return zurich, paris
+
+
+def federation(running: Running):  # type: ignore[no-untyped-def]
+    return running.instance.ctx.components["federation"]

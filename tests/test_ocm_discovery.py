@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+from conftest import DEV_OUTBOUND, federation
 from peer_server import serve_peer
 
 from federation.httpsig import SignatureError, make_keyid
@@ -15,22 +16,10 @@ from federation.resolver import SenderKeys
 from fedspace.outbound import Outbound
 from fedspace.settings import OutboundSettings
 
-DEV = {"allow_http": True, "allow_private_addresses": True}
-
 
 @pytest.fixture
-async def pair(start_instance):  # type: ignore[no-untyped-def]
-    zurich = await start_instance("zurich", domain="zurich.test", outbound=DEV)
-    paris = await start_instance("paris", domain="paris.test", outbound=DEV)
-    names = {"zurich.test": zurich.url.removeprefix("http://"),
-             "paris.test": paris.url.removeprefix("http://")}
-    for running in (zurich, paris):
-        running.instance.settings.outbound.hosts.update(names)
-    return zurich, paris
-
-
-def federation(running):  # type: ignore[no-untyped-def]
-    return running.instance.ctx.components["federation"]
+def pair(zurich_paris):  # type: ignore[no-untyped-def]
+    return zurich_paris
 
 
 async def test_discovery_document_and_legacy_path(pair) -> None:  # type: ignore[no-untyped-def]
@@ -138,7 +127,7 @@ async def test_legacy_path_and_cloud_host_fallback() -> None:
         peer.set("cloud.lyon.test", "/.well-known/jwks.json", {"keys": [
             {"kty": "RSA", "kid": "rsa", "n": "x", "e": "AQAB"}, jwk]})
         closed = f"127.0.0.1:{_closed_port()}"
-        outbound = Outbound(OutboundSettings(**DEV, hosts={
+        outbound = Outbound(OutboundSettings(**DEV_OUTBOUND, hosts={
             "lyon.test": closed, "cloud.lyon.test": peer.address(),
             "nowhere.test": closed, "cloud.nowhere.test": closed}))
         try:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from conftest import federation
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends
 from sqlalchemy import func, select
@@ -19,7 +20,6 @@ from federation.api import OcmRoute, SignedRequest, verified_request
 from federation.sealing import Sealer
 from registry.models import space_members, spaces
 
-DEV = {"allow_http": True, "allow_private_addresses": True}
 DAV = "http://zurich.test/dav/spaces/s-1/papers"
 
 
@@ -37,15 +37,10 @@ def share(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def pair(start_instance):  # type: ignore[no-untyped-def]
-    zurich = await start_instance("zurich", domain="zurich.test", outbound=DEV)
-    paris = await start_instance("paris", domain="paris.test", outbound=DEV)
-    names = {"zurich.test": zurich.url.removeprefix("http://"),
-             "paris.test": paris.url.removeprefix("http://")}
-    for running in (zurich, paris):
-        running.instance.settings.outbound.hosts.update(names)
+async def pair(zurich_paris):  # type: ignore[no-untyped-def]
+    _, paris = zurich_paris
     await paris.add_user("marie")
-    return zurich, paris
+    return zurich_paris
 
 
 @pytest.fixture
@@ -63,10 +58,6 @@ def zurich_inbox(pair) -> list[SignedRequest]:  # type: ignore[no-untyped-def]
     router.add_api_route("/ocm/notifications", handle, methods=["POST"], status_code=201)
     zurich.instance.app.router.routes.insert(0, router.routes[0])
     return seen
-
-
-def federation(running):  # type: ignore[no-untyped-def]
-    return running.instance.ctx.components["federation"]
 
 
 async def send(zurich, paris, path: str, payload: object) -> httpx.Response:  # type: ignore[no-untyped-def]

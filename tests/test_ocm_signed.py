@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from conftest import federation
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import APIRouter, Depends
 
@@ -18,24 +19,13 @@ from federation import httpsig
 from federation.api import OcmRoute, SignedRequest, verified_request
 from federation.outbox import enqueue, state_of
 
-DEV = {"allow_http": True, "allow_private_addresses": True}
 LIMIT = 4096
 SHARE = {"sender": "einstein@zurich.test", "shareWith": "marie@paris.test", "name": "a"}
 
 
 @pytest.fixture
-async def pair(start_instance):  # type: ignore[no-untyped-def]
-    zurich = await start_instance("zurich", domain="zurich.test", outbound=DEV)
-    paris = await start_instance("paris", domain="paris.test", outbound=DEV)
-    names = {"zurich.test": zurich.url.removeprefix("http://"),
-             "paris.test": paris.url.removeprefix("http://")}
-    for running in (zurich, paris):
-        running.instance.settings.outbound.hosts.update(names)
-    return zurich, paris
-
-
-def federation(running):  # type: ignore[no-untyped-def]
-    return running.instance.ctx.components["federation"]
+def pair(zurich_paris):  # type: ignore[no-untyped-def]
+    return zurich_paris
 
 
 @pytest.fixture
