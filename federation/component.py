@@ -8,8 +8,11 @@ that signs every message it delivers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
+import httpx
+import orjson
 from fastapi import APIRouter
 from prometheus_client import Gauge
 from sqlalchemy import func, select
@@ -53,6 +56,22 @@ class FederationComponent:
         key = self.keys.signing_key()
         keyid = httpsig.make_keyid(self.settings.domain, key.kid)
         return {**headers, **httpsig.sign(method, url, headers, body, key.private_key, keyid)}
+
+    async def post(self, url: str, payload: dict[str, Any]) -> httpx.Response:
+        """A signed JSON POST to a peer, answered now (not queued: a user waits for it)."""
+        body = orjson.dumps(payload)
+        headers = self.sign("POST", url, {"Content-Type": "application/json",
+                                          "Accept": "application/json"}, body)
+        return await self.ctx.outbound.request("POST", url, headers=dict(headers), content=body)
+
+    async def endpoint_of(self, domain: str) -> str:
+        """A peer's OCM ``endPoint`` from its discovery document (cached with its keys);
+        OutboundError or ValueError when it has none."""
+        _, document = await self.sender_keys.discover(domain)
+        endpoint = document.get("endPoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            raise ValueError(f"the OCM discovery of {domain} names no endPoint")
+        return endpoint.rstrip("/")
 
     def routers(self) -> Sequence[APIRouter]:
         """Discovery always; receiving shares when the registry and the user directory run

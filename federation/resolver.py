@@ -76,6 +76,7 @@ class SenderKeys:
         self.size = size
         self._peers: OrderedDict[str, PeerKeys] = OrderedDict()
         self._fetching: dict[str, asyncio.Task[PeerKeys]] = {}
+        self._documents: dict[str, tuple[float, str, dict[str, Any]]] = {}
 
     async def __call__(self, keyid: str, refresh: bool) -> Ed25519PublicKey | None:
         """The key ``keyid`` names; SignatureError("unknown-key") when the peer's keys
@@ -102,6 +103,7 @@ class SenderKeys:
         return await asyncio.shield(task)
 
     async def _fetch(self, domain: str) -> PeerKeys:
+        self._documents.pop(domain, None)  # a key fetch re-discovers: jwksUri may move
         try:
             jwks_uri = await self.jwks_uri(domain)
             document = await self.outbound.get_json(jwks_uri, accept=JWKS_TYPES)
@@ -127,7 +129,17 @@ class SenderKeys:
 
     async def discover(self, domain: str) -> tuple[str, dict[str, Any]]:
         """``domain``'s enabled OCM discovery document and the origin that served it
-        (OutboundError or ValueError when there is none)."""
+        (OutboundError or ValueError when there is none); cached like the keys."""
+        cached = self._documents.get(domain)
+        if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
+            return cached[1], cached[2]
+        origin, document = await self._discover_domain(domain)
+        if len(self._documents) >= self.size:
+            self._documents.clear()
+        self._documents[domain] = (time.monotonic(), origin, document)
+        return origin, document
+
+    async def _discover_domain(self, domain: str) -> tuple[str, dict[str, Any]]:
         scheme = "http" if self.outbound.settings.allow_http else "https"
         hosts = [domain] if domain.startswith("cloud.") else [domain, f"cloud.{domain}"]
         for host in hosts:

@@ -24,6 +24,8 @@ class Principal:
     groups: frozenset[str] = field(default_factory=frozenset)
     is_admin: bool = False
     kind: Literal["user", "guest"] = "user"
+    # The only spaces this principal may reach (an OCM share's bearer); None: no limit.
+    scope: frozenset[str] | None = None
 
 
 class Unauthorized(Exception):

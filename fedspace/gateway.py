@@ -97,8 +97,14 @@ def router(ctx: Context) -> APIRouter:
             route = await registry.service.route(principal, space_id)
         except NotFound as exc:
             return dav_error(404, str(exc))
+        if route.remote is not None:
+            federation = ctx.components.get("federation")
+            if federation is None:
+                return dav_error(503, "the federation service does not run with this registry")
+            return await federation.remote_access.forward(request, route, path)
         if route.provider_id == local_id:
             return await provider.webdav.handle(request, route.grant, path)
+        assert route.provider_id is not None
         return await forward(request, route.grant, route.provider_id, path)
 
     r = APIRouter()

@@ -124,15 +124,33 @@ class Drive:
 
 
 @dataclass(frozen=True)
+class RemoteTarget:
+    """An accepted remote space, as the home gateway needs it to reach the origin."""
+
+    space_id: str
+    url: str  # the origin's WebDAV URL of the shared resource
+    domain: str  # the origin instance
+    endpoint: str  # its OCM endPoint
+    secret: str | None  # sealed by the federation service
+
+
+@dataclass(frozen=True)
 class Route:
-    """Where a space's data lives and what the caller may do there."""
+    """Where a space's data lives and what the caller may do there: a local provider, or
+    (``remote``) the instance a remote space was shared from."""
 
     grant: Grant
-    provider_id: str
+    provider_id: str | None
+    remote: RemoteTarget | None = None
 
 
 def principal_ids(principal: Principal) -> list[str]:
-    return [principal.id, *principal.groups]
+    """The member ids a principal acts as: itself, its groups and, for a federated guest,
+    its address (what an OCM share to ``user@domain`` names as a ``federated`` member)."""
+    ids = [principal.id, *principal.groups]
+    if principal.kind == "guest" and principal.username not in ids:
+        ids.append(principal.username)
+    return ids
 
 
 def drive_alias(kind: str, name: str) -> str:

@@ -64,8 +64,9 @@ space_members = Table(
     "space_members",
     metadata,
     Column("space_id", String(64), ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True),
-    Column("principal_type", String(8), primary_key=True),  # "user" | "group"
-    Column("principal_id", String(64), primary_key=True),
+    # "user" | "group" | "federated" (a user of another instance, by OCM address)
+    Column("principal_type", String(12), primary_key=True),
+    Column("principal_id", String(320), primary_key=True),
     Column("role", String(16), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Index("ix_space_members_principal", "principal_id", "principal_type", "space_id"),

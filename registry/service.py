@@ -40,6 +40,7 @@ from registry.drives import (
     Member,
     NotFound,
     RemoteListener,
+    RemoteTarget,
     Route,
     drive_alias,
     principal_ids,
@@ -123,6 +124,8 @@ class RegistryService(FolderSharing, Memberships, RemoteSpaces):
         mine = select(space_members.c.space_id).where(
             space_members.c.principal_id.in_(principal_ids(principal))
         )
+        if principal.scope is not None:
+            return spaces.c.id.in_(mine) & spaces.c.id.in_(principal.scope)
         return spaces.c.id.in_(mine)
 
     async def _drives(
@@ -193,10 +196,17 @@ class RegistryService(FolderSharing, Memberships, RemoteSpaces):
 
     async def route(self, principal: Principal, space_id: str) -> Route:
         """Grant + provider for one data-plane request (one indexed query)."""
+        if principal.scope is not None and space_id not in principal.scope:
+            raise NotFound(f"no space {space_id!r}")
         query = (
             select(
                 spaces.c.provider_id,
                 spaces.c.disabled_ms,
+                spaces.c.remote_state,
+                spaces.c.remote_url,
+                spaces.c.remote_domain,
+                spaces.c.remote_endpoint,
+                spaces.c.remote_secret,
                 space_members.c.role,
                 _BASE.c.disabled_ms.label("base_disabled_ms"),
             )
@@ -210,13 +220,15 @@ class RegistryService(FolderSharing, Memberships, RemoteSpaces):
             rows = (await conn.execute(query)).all()
         if not rows:
             raise NotFound(f"no space {space_id!r}")
-        if rows[0].provider_id is None:
-            raise NotFound(
-                f"space {space_id!r} is a remote space: its data is served by the "
-                "instance it was shared from"
-            )
         role = strongest([r.role for r in rows])
         permissions = role.permissions
+        first = rows[0]
+        if first.provider_id is None:
+            if first.remote_state != "accepted":
+                raise NotFound(f"space {space_id!r} is a remote space not accepted yet")
+            target = RemoteTarget(space_id, first.remote_url, first.remote_domain,
+                                  first.remote_endpoint, first.remote_secret)
+            return Route(Grant(principal, space_id, permissions), None, target)
         if rows[0].disabled_ms is not None or rows[0].base_disabled_ms is not None:
             # A disabled space stays listable by its managers but its data is closed,
             # also through the shares of its folders.
