@@ -6,6 +6,7 @@ inbound OCM request passes (``verified_request``) with OCM-shaped errors (``OcmR
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -126,11 +127,19 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
+def _form_object(body: bytes) -> dict[str, Any]:
+    try:
+        return dict(parse_qsl(body.decode("ascii"), keep_blank_values=True, errors="strict"))
+    except (UnicodeError, ValueError) as exc:
+        raise OcmError(400, "request body is not a valid form", [("body", str(exc))]) from None
+
+
 def verified_request(
     federation: "FederationComponent",
     *,
     claimed: Claimed = payload_sender,
     max_body: int = MAX_BODY,
+    form: bool = False,
 ) -> Callable[[Request], Awaitable[SignedRequest]]:
     """A FastAPI dependency for an OCM endpoint (on an ``OcmRoute``): the verified sender
     domain and the JSON object body, or an OCM error — 413 for a body over ``max_body``,
@@ -138,9 +147,16 @@ def verified_request(
     claiming (``claimed``) to come from another domain than the signer's, 400 for a body
     that is not a JSON object. Unsigned requests pass only from a peer in
     ``federation.accept_unsigned_from``, identified by ``claimed``. Endpoints using it
-    must not declare body parameters: the body is read here.
+    must not declare body parameters: the body is read here. With ``form``, an
+    ``application/x-www-form-urlencoded`` body is accepted too (as a flat object).
     """
     policy = federation.peers
+
+    def decode(request: Request, body: bytes) -> dict[str, Any]:
+        content_type = request.headers.get("content-type", "").partition(";")[0].strip()
+        if form and content_type.lower() == "application/x-www-form-urlencoded":
+            return _form_object(body)
+        return _json_object(body)
 
     async def allow(domain: str) -> None:
         decision = await policy.decide(domain)
@@ -163,13 +179,13 @@ def verified_request(
                                [("signature", exc.reason)])
             if exc.reason not in _UNSIGNED:
                 raise refusal from None
-            payload = _json_object(body)
+            payload = decode(request, body)
             domain = claimed(payload)
             if domain is None or not policy.accepts_unsigned(domain):
                 raise refusal from None
             await allow(domain)
             return SignedRequest(domain, False, None, payload)
-        payload = _json_object(body)
+        payload = decode(request, body)
         domain = claimed(payload)
         if domain is not None and domain != verified.domain:
             raise OcmError(403, f"signed by {verified.domain}, but the payload speaks "

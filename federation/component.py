@@ -8,6 +8,7 @@ that signs every message it delivers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -20,13 +21,17 @@ from sqlalchemy import func, select
 from fedspace.metrics import Metrics
 from fedspace.runtime import Context
 
-from . import httpsig
+from . import httpsig, tokens
 from .keys import KeyStore
 from .models import outbox
 from .ocm import Features
-from .outbox import Delivery, post_json
+from .outbox import Delivery, Message, post_json
+from .outgoing import CHANGE_CAPABILITY, OutgoingShares, unseal
 from .peers import PeerPolicy
+from .remote_access import RemoteAccess
 from .resolver import SenderKeys
+from .sealing import Sealer
+from .tokens import ShareBearer, ShareTokens
 
 GAUGED_STATES = ("queued", "delivering", "failed")  # delivered rows only ever grow
 
@@ -45,10 +50,18 @@ class FederationComponent:
         if ctx.settings.federation.allowlist_only:
             criteria.add("allowlist")
         self.features = Features(capabilities={"http-sig"}, criteria=criteria)
-        self.delivery = Delivery(ctx.db, ctx.settings.federation,
-                                 post_json(ctx.outbound, sign=self.sign))
+        self._post_signed = post_json(ctx.outbound, sign=self.sign)
+        self.delivery = Delivery(ctx.db, ctx.settings.federation, self.deliver)
+        self.sealer = Sealer.in_data_dir(ctx.settings.data_dir)
+        self.outgoing: OutgoingShares | None = None  # with a registry in this process
         self._outbox_gauge = Gauge("fedspace_outbox_messages", "Outbox messages by state",
                                    ["state"], registry=ctx.metrics.registry)
+        # Access to shared spaces: share bearers here (first: the OIDC verifier refuses
+        # tokens it cannot parse), and the home gateway's way to remote spaces.
+        self.share_tokens = ShareTokens.for_federation(self)
+        ctx.auth.verifiers.insert(0, ShareBearer(self.share_tokens))
+        self.features.capabilities.add("exchange-token")
+        self.remote_access = RemoteAccess(self)
 
     def sign(self, method: str, url: str, headers: dict[str, str],
              body: bytes) -> Mapping[str, str]:
@@ -64,6 +77,20 @@ class FederationComponent:
                                           "Accept": "application/json"}, body)
         return await self.ctx.outbound.request("POST", url, headers=dict(headers), content=body)
 
+    async def deliver(self, message: Message) -> httpx.Response:
+        """Send an outbox message: ``ocm:/<path>`` is resolved against the peer's endPoint
+        now, sealed secrets are unsealed now. A change notification (our extension) to a
+        peer that does not advertise it is recorded as delivered without a request."""
+        url, payload = message.url, message.payload
+        if url.startswith("ocm:"):
+            _, document = await self.sender_keys.discover(message.peer)
+            if (message.kind == "change"
+                    and CHANGE_CAPABILITY not in (document.get("capabilities") or [])):
+                return httpx.Response(204, text="the peer takes no change notifications")
+            url = await self.endpoint_of(message.peer) + url.removeprefix("ocm:")
+        return await self._post_signed(replace(message, url=url,
+                                               payload=unseal(payload, self.sealer)))
+
     async def endpoint_of(self, domain: str) -> str:
         """A peer's OCM ``endPoint`` from its discovery document (cached with its keys);
         OutboundError or ValueError when it has none."""
@@ -76,17 +103,26 @@ class FederationComponent:
     def routers(self) -> Sequence[APIRouter]:
         """Discovery always; receiving shares when the registry and the user directory run
         in this process (the remote spaces are theirs), advertised only then."""
-        from . import api, shares
+        from . import api, outgoing, shares
 
-        routers = [api.router(self)]
+        routers = [api.router(self), tokens.router(self, self.share_tokens)]
         registry = self.ctx.components.get("registry")
         discovery = self.ctx.components.get("discovery")
+        if registry is not None:
+            self.outgoing = outgoing.OutgoingShares(self, registry.service)
+            registry.service.outgoing = self.outgoing
+            routers.append(outgoing.router(self.outgoing, self.ctx))
         if registry is not None and discovery is not None:
-            receiver = shares.Receiver(self, registry.service, discovery.directory)
+            receiver = shares.Receiver(self, registry.service, discovery.directory,
+                                       self.outgoing)
             registry.service.remote_listeners.append(receiver)
-            self.features.capabilities.add("notifications")
+            self.features.capabilities.update({"notifications", CHANGE_CAPABILITY})
             self.features.receive["webdav"] = {"uri": "absolute"}
             routers.append(shares.router(receiver))
+            from . import invites_api  # invites and contacts need the user directory
+
+            self.features.capabilities.add("invites")
+            routers += invites_api.routers(self, discovery.directory)
         return routers
 
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
@@ -94,6 +130,8 @@ class FederationComponent:
 
     async def start(self) -> None:
         self.keys.ensure()  # published before anything is signed with it
+        # Here, not in __init__: public_url is final once the listener is bound.
+        self.features.token_endpoint = f"{self.settings.public_url}{tokens.TOKEN_PATH}"
         await self.delivery.start()
 
     async def stop(self) -> None:

@@ -33,6 +33,7 @@ signature only proves which server sent the request, not on whose behalf.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -190,7 +191,10 @@ def sign(
         key_resolver=MappingKeyResolver(public_keys={}, private_keys={keyid: key}))
     signer.sign(
         message, key_id=keyid, label=LABEL, tag=TAG, covered_component_ids=components,
-        body=body, created=None if created is None else datetime.fromtimestamp(created, UTC))
+        body=body, created=None if created is None else datetime.fromtimestamp(created, UTC),
+        # Two sends of the same message within a second (a retry) must not look like a
+        # replay to the receiver.
+        nonce=secrets.token_urlsafe(16))
     return {name: message.headers[name]
             for name in ("Content-Digest", "Content-Length", "Signature-Input", "Signature")}
 

@@ -8,12 +8,21 @@ once ``federation.peer_cache_seconds`` have passed, so a change made elsewhere a
 within that time and one made through this object at once.
 
 Trust is by domain (checked against request signatures by the caller), never by address.
+
+With ``federation.require_invite`` a peer that is not explicitly allowed must also have an
+accepted OCM invite with one of our users (a row in ``ocm_contacts``, either direction).
+The set of such peers is cached with the peer table, and ``contact_added`` updates it at
+once. The invite flow itself is how a peer earns that contact, so decisions made inside
+``invite_flow()`` skip this rule (deny lists and ``allowlist_only`` still apply).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,11 +33,25 @@ from fedspace.db import Database
 from fedspace.settings import Settings
 from fedspace.sqltypes import now_ms
 
-from .models import federation_peers
+from .models import federation_peers, ocm_contacts
 from .settings import check_peer_domain
 
 Policy = Literal["allow", "deny"]
 _DONE: dict[Policy, str] = {"allow": "allowed", "deny": "denied"}
+_INVITE_FLOW: ContextVar[bool] = ContextVar("fedspace_invite_flow", default=False)
+
+
+@contextmanager
+def invite_flow() -> Iterator[None]:
+    """Peer decisions made inside are for the invite flow itself (``POST /invite-accepted``
+    and accepting an invite made elsewhere), which ``require_invite`` must not block: it is
+    how a peer gets its first contact. A context variable rather than a parameter because
+    the OCM request gate (``federation.api.verified_request``) asks ``decide`` on its own."""
+    token = _INVITE_FLOW.set(True)
+    try:
+        yield
+    finally:
+        _INVITE_FLOW.reset(token)
 
 
 class PeerError(ValueError):
@@ -62,11 +85,13 @@ class PeerPolicy:
         self.settings = settings.federation
         self._peers: dict[str, Peer] = {}
         self._fresh_until = 0.0
+        # Peers with at least one contact; loaded only while require_invite is on.
+        self._contact_peers: frozenset[str] | None = None
         self._lock = asyncio.Lock()
 
     @property
     def require_invite(self) -> bool:
-        """Only peers with an accepted OCM invite may share (the invite code checks this)."""
+        """Only peers explicitly allowed or with an accepted OCM invite may federate."""
         return self.settings.require_invite
 
     def accepts_unsigned(self, domain: str) -> bool:
@@ -79,19 +104,33 @@ class PeerPolicy:
         return peers
 
     async def _reload(self) -> None:
+        contacts = None
         async with self.db.read() as conn:
             rows = (await conn.execute(select(federation_peers))).all()
+            if self.settings.require_invite:
+                contacts = frozenset((await conn.execute(
+                    select(ocm_contacts.c.peer).distinct())).scalars())
         merged = {r.domain: Peer(r.domain, r.policy, added_ms=r.added_ms) for r in rows}
         merged.update(self._configured())  # the configuration wins over the table
         self._peers = merged
+        self._contact_peers = contacts
         self._fresh_until = time.monotonic() + self.settings.peer_cache_seconds
 
+    def _stale(self) -> bool:
+        return time.monotonic() >= self._fresh_until or (
+            self.settings.require_invite and self._contact_peers is None)
+
     async def _current(self) -> dict[str, Peer]:
-        if time.monotonic() >= self._fresh_until:
+        if self._stale():
             async with self._lock:  # one re-read, however many requests are waiting
-                if time.monotonic() >= self._fresh_until:
+                if self._stale():
                     await self._reload()
         return self._peers
+
+    def contact_added(self, domain: str) -> None:
+        """An invite with ``domain`` was accepted in this process: it counts at once."""
+        if self._contact_peers is not None:
+            self._contact_peers = self._contact_peers | {domain.lower()}
 
     async def decide(self, domain: str) -> Decision:
         """May this peer federate with us (send or receive shares and notifications)?"""
@@ -108,6 +147,12 @@ class PeerPolicy:
         if self.settings.allowlist_only:
             return Decision(False, f"{domain} is not on the allowlist "
                                    "(federation.allowlist_only is on)")
+        if self.settings.require_invite and not _INVITE_FLOW.get():
+            if domain not in (self._contact_peers or ()):
+                return Decision(False, f"no accepted invite with {domain} "
+                                       "(federation.require_invite is on)")
+            return Decision(True, f"{domain} has an accepted invite "
+                                  "(federation.require_invite is on)")
         return Decision(True, "open federation (federation.allowlist_only is off)")
 
     async def list(self) -> list[Peer]:

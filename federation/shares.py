@@ -28,7 +28,11 @@ Rules of this receiver (README design notes):
   gone (a retried notification must not fail); a permission change
   (``RESHARE_CHANGE_PERMISSION``, alias ``SHARE_CHANGE_PERMISSION``) with the new
   ``permissions`` (a list, in ``notification`` or its ``protocol.webdav``) re-roles the
-  recipient, 404 for an unknown share. Other types are not implemented here (501).
+  recipient, 404 for an unknown share. ``RESOURCE_CHANGED`` (our ``change-notifications``
+  extension) sets the remote space's eTag, size and modification time.
+* ``SHARE_ACCEPTED`` / ``SHARE_DECLINED`` are about a share *we* sent
+  (``federation.outgoing``): honoured only from the recipient's instance, else 404.
+* Other types are not implemented here (501).
 """
 
 # No ``from __future__ import annotations``: FastAPI resolves dependency annotations.
@@ -39,7 +43,7 @@ from urllib.parse import urljoin, urlsplit
 
 import orjson
 from fastapi import APIRouter, Depends
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
@@ -53,6 +57,7 @@ from . import httpsig
 from .api import JSON, OcmRoute, SignedRequest, verified_request
 from .ocm import ENDPOINT_PATH, OcmError
 from .outbox import enqueue
+from .outgoing import CHANGED, OutgoingShares
 from .sealing import Sealer
 
 if TYPE_CHECKING:
@@ -63,7 +68,9 @@ UNSHARE = frozenset({"SHARE_UNSHARED", "RESHARE_UNDO"})
 CHANGE_PERMISSION = frozenset({"RESHARE_CHANGE_PERMISSION", "SHARE_CHANGE_PERMISSION"})
 DECISIONS = {"accepted": "SHARE_ACCEPTED", "declined": "SHARE_DECLINED"}
 M = TypeVar("M", bound=BaseModel)
+DECIDED = {"SHARE_ACCEPTED": True, "SHARE_DECLINED": False}
 UNKNOWN_RECIPIENT = OcmError(400, "unknown recipient", [("shareWith", "unknown recipient")])
+UNKNOWN_SHARE = OcmError(404, "no such share with this peer", [("providerId", "unknown share")])
 
 
 def _printable(value: str) -> str:
@@ -122,6 +129,7 @@ class NewShare(_Body):
     share_type: Annotated[Text, Field(alias="shareType")]
     resource_type: Annotated[Text, Field(alias="resourceType")]
     expiration: Annotated[int | None, Field(ge=0)] = None
+    code: Annotated[str | None, Field(min_length=1, max_length=1024)] = None
     protocol: Protocol
 
 
@@ -130,6 +138,17 @@ class NewNotification(_Body):
     resource_type: Annotated[Text, Field(alias="resourceType")] = "file"
     provider_id: Annotated[Text, Field(alias="providerId")]
     notification: dict[str, Any] = Field(default_factory=dict)
+
+
+class RootState(_Body):
+    """``notification`` of RESOURCE_CHANGED: the shared folder's new root state."""
+
+    etag: Annotated[Text, Field(alias="eTag", max_length=64)]
+    size: Annotated[int, Field(ge=0)]
+    last_modified: Annotated[AwareDatetime, Field(alias="lastModifiedDateTime")]
+
+    def modified_ms(self) -> int:
+        return int(self.last_modified.timestamp() * 1000)
 
 
 def parse(model: type[M], body: dict[str, Any]) -> M:
@@ -163,8 +182,9 @@ class Receiver:
     """The receiving side of OCM shares, for one registry and user directory."""
 
     def __init__(self, federation: "FederationComponent", registry: RegistryService,
-                 directory: Directory) -> None:
+                 directory: Directory, outgoing: OutgoingShares | None) -> None:
         self.federation = federation
+        self.outgoing = outgoing
         self.settings = federation.settings
         self.registry = registry
         self.directory = directory
@@ -188,7 +208,9 @@ class Receiver:
                            [("protocol.webdav", "a webdav protocol is required")])
         role = role_for(webdav.permissions if webdav else ["read"],
                         "protocol.webdav.permissions")
-        secret = (webdav.shared_secret if webdav else None) or (
+        # ``code`` is exchanged at the origin's token endpoint; the secret itself is the
+        # bearer for origins without one. Ours sends the same value in both.
+        secret = share.code or (webdav.shared_secret if webdav else None) or (
             share.protocol.options.shared_secret if share.protocol.options else None)
         user = await self._recipient(share.share_with)
         endpoint, prefix, hosts = await self._origin(signed.sender)
@@ -263,14 +285,25 @@ class Receiver:
         if kind in UNSHARE:
             await self.registry.remove_remote_space(signed.sender, note.provider_id)
             return
+        if kind in DECIDED:  # about a share we sent
+            if self.outgoing is None or not await self.outgoing.decided(
+                    signed.sender, note.provider_id, DECIDED[kind]):
+                raise UNKNOWN_SHARE
+            return
+        if kind == CHANGED:
+            change = parse(RootState, note.notification)
+            if not await self.registry.set_remote_root(
+                    signed.sender, note.provider_id, change.etag, change.size,
+                    change.modified_ms()):
+                raise UNKNOWN_SHARE
+            return
         if kind not in CHANGE_PERMISSION:
             raise OcmError(501, f"notification type {note.notification_type!r} is not "
                            "implemented", [("notificationType", "not implemented")])
         permissions, field = self._permissions(note.notification)
         if not await self.registry.set_remote_role(
                 signed.sender, note.provider_id, role_for(permissions, field)):
-            raise OcmError(404, "no such share from this sender",
-                           [("providerId", "unknown share")])
+            raise UNKNOWN_SHARE
 
     @staticmethod
     def _permissions(notification: dict[str, Any]) -> tuple[list[str], str]:

@@ -14,7 +14,9 @@ from discovery.discover_cli import discover
 from discovery.idp.cli import idp
 from discovery.trust_cli import trust
 from federation.cli import keys
+from federation.invites_cli import contacts_app, invite_app
 from federation.outbox_cli import outbox_app
+from federation.share_cli import share_app
 from fedspace.cliutil import ConfigOption, fail, settings_from
 from fedspace.runtime import SERVICES
 
@@ -28,7 +30,10 @@ app.command()(discover)
 app.add_typer(trust, name="trust")
 app.add_typer(idp, name="idp")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(share_app, name="share")
 app.add_typer(keys, name="keys")
+app.add_typer(invite_app, name="invite")
+app.add_typer(contacts_app, name="contacts")
 
 
 @app.command()

@@ -4,6 +4,8 @@ Every fetch of a URL that a peer or a user can influence — WebFinger, OIDC dis
 OCM — goes through ``Outbound``, so the rules live in one place: https only (plain http in an
 explicit dev mode), no loopback/private targets (SSRF), a total time limit, a size limit,
 redirects followed by hand and only within the same origin, and TLS always verified.
+``stream`` is the one exception to the size limit and redirects: it proxies WebDAV bodies
+of remote spaces (any size) and hands back what the peer answered, 3xx included.
 
 Addresses are checked where the connection is made: the network backend resolves the name
 once, checks every address, and connects to a checked one, so DNS rebinding between a check
@@ -21,7 +23,7 @@ import logging
 import socket
 import ssl
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import httpcore
@@ -296,17 +298,37 @@ class Outbound:
             raise OutboundError("scheme", url, f"{url.scheme or '(relative)'} URL not allowed "
                                 f"(only {' and '.join(a + '://' for a in allowed)})")
 
-    async def _fetch(
-        self, method: str, url: httpx.URL, headers: dict[str, str], content: bytes | None,
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
+        read_timeout: float = 60.0,
     ) -> httpx.Response:
-        """Send one request and read its body, stopping at ``max_response_bytes``."""
+        """Send one request under the scheme, address and TLS rules and return the answer
+        with its body unread: for proxying file bodies of any size, so no size limit, no
+        total time limit (``read_timeout`` bounds each wait) and no redirects followed.
+        The caller reads it (``aiter_raw``) and must ``aclose()`` it."""
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise OutboundError("scheme", url, f"invalid URL: {exc}") from None
+        limits = httpx.Timeout(read_timeout, connect=self.settings.timeout)
+        return await self._open(method, target, headers or {}, content, limits)
+
+    async def _open(
+        self, method: str, url: httpx.URL, headers: dict[str, str],
+        content: bytes | AsyncIterable[bytes] | None, limits: httpx.Timeout,
+    ) -> httpx.Response:
+        """Send one request; the response body is not read yet."""
         self._check_scheme(url)
         request = httpx.Request(
             method, url, content=content,
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers},
-            extensions={"timeout": httpx.Timeout(self.settings.timeout).as_dict()})
+            extensions={"timeout": limits.as_dict()})
         log.debug("outbound request", extra={"method": method, "url": redact(url)})
-        limit = self.settings.max_response_bytes
         try:
             response = await self._transport.handle_async_request(request)
         except OutboundError as exc:  # raised while connecting: name the URL, not the host
@@ -314,6 +336,16 @@ class Outbound:
         except httpx.HTTPError as exc:
             raise _classify(exc, url) from None
         response.request = request
+        return response
+
+    async def _fetch(
+        self, method: str, url: httpx.URL, headers: dict[str, str], content: bytes | None,
+    ) -> httpx.Response:
+        """Send one request and read its body, stopping at ``max_response_bytes``."""
+        response = await self._open(method, url, headers, content,
+                                    httpx.Timeout(self.settings.timeout))
+        request = response.request
+        limit = self.settings.max_response_bytes
         try:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > limit:

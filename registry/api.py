@@ -28,6 +28,7 @@ from registry.drives import (
     Drive,
     Forbidden,
     Invalid,
+    Member,
     NotFound,
     Unavailable,
     principal_ids,
@@ -141,6 +142,20 @@ def router(service: RegistryService, ctx: Context) -> APIRouter:
         d = directory()
         return await d.display_names(ids) if d is not None else None
 
+    async def with_shares(space_id: str, members: list[Member],
+                          found: dict[str, str] | None) -> list[dict[str, Any]]:
+        """Permissions; those of users of other instances say where their share stands."""
+        states: dict[str, dict[str, Any]] = {}
+        if service.outgoing is not None and any(m.type == "federated" for m in members):
+            states = await service.outgoing.describe(space_id)
+        rendered = []
+        for m in members:
+            entry = permission(m, found)
+            if m.id in states and m.type == "federated":
+                entry["@fedspace.share"] = states[m.id]
+            rendered.append(entry)
+        return rendered
+
     # -- drives ---------------------------------------------------------------------------
 
     async def list_drives(
@@ -221,7 +236,13 @@ def router(service: RegistryService, ctx: Context) -> APIRouter:
         d = directory()
         if d is None:
             raise Problem(503, "the user directory is not available to this registry")
+        own = ctx.settings.domain.lower()
         for rcp in body.recipients:
+            if rcp.type == "federated":
+                if rcp.object_id.rpartition("@")[2] == own:
+                    raise Problem(400, f"{rcp.object_id!r} is a user of this instance: "
+                                       "invite her by user id")
+                continue
             exists = d.user_exists if rcp.type == "user" else d.group_exists
             if not await exists(rcp.object_id):
                 raise Problem(400, f"no such {rcp.type}: {rcp.object_id!r}")
@@ -234,7 +255,7 @@ def router(service: RegistryService, ctx: Context) -> APIRouter:
         members = await service.add_members(
             p, drive_id, [(rcp.type, rcp.object_id) for rcp in body.recipients], new_role)
         found = await d.display_names([m.id for m in members])
-        return _json({"value": [permission(m, found) for m in members]})
+        return _json({"value": await with_shares(drive_id, members, found)})
 
     async def share(p: Principal, drive: Drive, path: str, body: Invite, new_role: Role,
                     d: Directory) -> Response:
@@ -243,8 +264,8 @@ def router(service: RegistryService, ctx: Context) -> APIRouter:
             p, drive.id, path, [(rcp.type, rcp.object_id) for rcp in body.recipients],
             new_role)
         found = await d.display_names([m.id for m in members])
-        return _json({"value": [permission(m, found) | {"@libre.graph.drive.id": shared.id}
-                                for m in members]})
+        return _json({"value": [entry | {"@libre.graph.drive.id": shared.id}
+                                for entry in await with_shares(shared.id, members, found)]})
 
     @r.post("/graph/v1beta1/drives/{drive_id}/items/{item_id}/invite")
     async def invite_item(drive_id: str, item_id: str, body: Invite, p: Caller) -> Response:
@@ -270,7 +291,7 @@ def router(service: RegistryService, ctx: Context) -> APIRouter:
             "@libre.graph.permissions.roles.allowedValues": [
                 d for d, rl in zip(ROLE_DEFINITIONS, ROLES.values(), strict=True)
                 if mine.issuperset(rl.actions)],
-            "value": [permission(m, found) for m in drive.members],
+            "value": await with_shares(drive_id, drive.members, found),
         })
 
     @r.patch("/graph/v1beta1/drives/{drive_id}/root/permissions/{permission_id}")
@@ -278,7 +299,7 @@ def router(service: RegistryService, ctx: Context) -> APIRouter:
         drive_id: str, permission_id: str, body: PermissionPatch, p: Caller
     ) -> Response:
         member = await service.set_member_role(p, drive_id, permission_id, _role(body.roles[0]))
-        return _json(permission(member, await names([member.id])))
+        return _json((await with_shares(drive_id, [member], await names([member.id])))[0])
 
     @r.delete("/graph/v1beta1/drives/{drive_id}/root/permissions/{permission_id}",
               status_code=204)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -77,9 +77,39 @@ class RemoteListener(Protocol):
         """Called once that transaction has committed."""
 
 
+class OutgoingListener(Protocol):
+    """Told of federated members (users of other instances) coming, changing and going,
+    inside the registry's transaction, so the OCM message commits with its cause (the
+    federation service)."""
+
+    async def shared(self, conn: AsyncConnection, drive: Drive, member: Member,
+                     sharer: Principal) -> None:
+        """A federated member was added, or its role changed."""
+
+    async def unshared(self, conn: AsyncConnection, space_id: str, address: str) -> None:
+        """A federated member was removed (or its space deleted)."""
+
+    async def roots_changed(self, conn: AsyncConnection, changes: list[RootChange]) -> None:
+        """Root states of spaces changed (their federated members may hold them)."""
+
+    def committed(self) -> None:
+        """Called once a transaction that called the others has committed."""
+
+    async def describe(self, space_id: str) -> dict[str, dict[str, Any]]:
+        """Each federated member's share and its delivery state, by address (JSON)."""
+
+
+@dataclass(frozen=True)
+class RootChange:
+    space_id: str
+    etag: str
+    size: int
+    modified_ms: int
+
+
 @dataclass(frozen=True)
 class Member:
-    type: str  # "user" | "group"
+    type: str  # "user" | "group" | "federated" (id: the OCM address)
     id: str
     role: str
 

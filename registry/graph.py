@@ -14,7 +14,14 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from fedspace.settings import Settings
 from registry.drives import Drive, Member
@@ -71,9 +78,26 @@ class DrivePatch(_Body):
     image: ImagePath | None = Field(None, description="path of the space image; '' clears it")
 
 
+_ADDRESS = re.compile(r"^[^@\s]{1,64}@[a-z0-9.-]{1,253}(?::\d{1,5})?$")
+
+
 class Recipient(_Body):
-    object_id: str = Field(alias="objectId", min_length=1, max_length=64)
-    type: Literal["user", "group"] = Field("user", alias="@libre.graph.recipient.type")
+    """A user or group id, or (``federated``) a user of another instance by address."""
+
+    object_id: str = Field(alias="objectId", min_length=1, max_length=320)
+    type: Literal["user", "group", "federated"] = Field(
+        "user", alias="@libre.graph.recipient.type")
+
+    @model_validator(mode="after")
+    def _federated(self) -> Recipient:
+        if self.type == "federated":
+            self.object_id = self.object_id.strip().lower()
+            if not _ADDRESS.match(self.object_id):
+                raise ValueError("a federated recipient's objectId is an address such as "
+                                 "marie@paris.test")
+        elif len(self.object_id) > 64:
+            raise ValueError(f"a {self.type} objectId is at most 64 characters")
+        return self
 
 
 class Invite(_Body):
@@ -108,6 +132,10 @@ def permission(member: Member, names: Mapping[str, str] | None = None) -> dict[s
     identity: dict[str, Any] = {"id": member.id}
     if names is not None and member.id in names:
         identity["displayName"] = names[member.id]
+    if member.type == "federated":  # as oCIS shows users of other instances
+        identity["@libre.graph.userType"] = "Federated"
+        return {"id": member.permission_id, "roles": [ROLES[member.role].id],
+                "grantedToV2": {"user": identity}}
     return {"id": member.permission_id, "roles": [ROLES[member.role].id],
             "grantedToV2": {member.type: identity}}
 
@@ -146,8 +174,9 @@ class Renderer:
         return f"{self.public_url}/graph/v1.0/drives/{drive_id}"
 
     def drive(self, d: Drive) -> dict[str, Any]:
-        # A remote space's data is at its origin: clients sync it from there.
-        dav = d.remote_url if d.remote_url else self.dav_url(d.id)
+        # Remote spaces too: the home gateway forwards to the origin (which needs a share
+        # bearer that clients never see); ``@fedspace.remote`` still names the origin's URL.
+        dav = self.dav_url(d.id)
         root: dict[str, Any] = {"id": d.root_id, "eTag": d.etag, "webDavUrl": dav,
                                 "permissions": [permission(m) for m in d.members]}
         if d.disabled:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from sqlalchemy import and_, delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -10,14 +10,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from fedspace.auth import Principal
 from fedspace.permissions import Permission
 from fedspace.sqltypes import now_ms
-from registry.drives import Conflict, Drive, Forbidden, Member, NotFound
+from registry.drives import (
+    Conflict,
+    Drive,
+    Forbidden,
+    Invalid,
+    Member,
+    NotFound,
+    Unavailable,
+)
 from registry.models import space_members, spaces
 from registry.roles import Role
 
 
 class Memberships:
-    """Uses the core of ``RegistryService``: ``db``, ``bus``, ``_next_seq``, ``_managed``,
-    ``get_drive``."""
+    """Uses the core of ``RegistryService``: ``db``, ``bus``, ``outgoing``, ``_next_seq``,
+    ``_managed``, ``get_drive``."""
 
     async def add_members(self, principal: Principal, space_id: str,
                           recipients: Iterable[tuple[str, str]], role: Role) -> list[Member]:
@@ -28,6 +36,9 @@ class Memberships:
         if drive.disabled:
             raise Conflict("the space is disabled; restore it first")
         added = [Member(kind, pid, role.name) for kind, pid in dict.fromkeys(recipients)]
+        federated = [m for m in added if m.type == "federated"]
+        if federated:
+            self._can_federate(drive, role)
         existing = {(m.type, m.id) for m in drive.members}
         now = now_ms()
         async with self.db.write() as conn:
@@ -40,17 +51,40 @@ class Memberships:
                         role=m.role, created_ms=now))
             await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
                 change_seq=await self._next_seq(conn)))
+            for m in federated:
+                assert self.outgoing is not None
+                await self.outgoing.shared(conn, drive, m, principal)
+        if federated and self.outgoing is not None:
+            self.outgoing.committed()
         self.bus.memberships_changed({m.id for m in added})
         return added
+
+    def _can_federate(self, drive: Drive, role: Role) -> None:
+        """Users of other instances may be viewers or editors of a project space or of
+        a folder's share, when the federation service runs with this registry."""
+        if self.outgoing is None:
+            raise Unavailable("the federation service does not run with this registry")
+        if drive.type not in ("project", "share"):
+            raise Invalid(f"a {drive.type} space cannot be shared with another instance")
+        if role.name == "manager":
+            raise Invalid("users of other instances can be viewers or editors, not managers")
 
     async def set_member_role(self, principal: Principal, space_id: str, permission_id: str,
                               role: Role) -> Member:
         drive = await self._managed(principal, space_id)
         member = self._member(drive, permission_id)
+        changed = Member(member.type, member.id, role.name)
+        if member.type == "federated":
+            self._can_federate(drive, role)
         async with self.db.write() as conn:
             await self._set_role(conn, drive, member, role.name)
+            if member.type == "federated" and member.role != role.name:
+                assert self.outgoing is not None
+                await self.outgoing.shared(conn, drive, changed, principal)
+        if member.type == "federated" and self.outgoing is not None:
+            self.outgoing.committed()
         self.bus.memberships_changed({member.id})
-        return Member(member.type, member.id, role.name)
+        return changed
 
     async def remove_member(self, principal: Principal, space_id: str, permission_id: str) -> None:
         drive = await self._managed(principal, space_id)
@@ -63,12 +97,32 @@ class Memberships:
                 space_members.c.principal_id == member.id))
             await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
                 change_seq=await self._next_seq(conn)))
+            if member.type == "federated" and self.outgoing is not None:
+                await self.outgoing.unshared(conn, space_id, member.id)
+        if member.type == "federated" and self.outgoing is not None:
+            self.outgoing.committed()
         self.bus.memberships_changed({member.id})
         left = [m for m in drive.members if m != member]
         if drive.type == "share" and all(m.role == "manager" for m in left):
             # Shared with nobody any more: the share space has no purpose left.
             assert drive.provider_id is not None
             await self._delete_share(space_id, drive.provider_id)
+
+    async def drop_federated_member(
+        self, space_id: str, address: str,
+        also: Callable[[AsyncConnection], Awaitable[None]],
+    ) -> None:
+        """The recipient declined: her access ends, and ``also`` runs in the same
+        transaction (the federation records the decision); no notification goes back."""
+        async with self.db.write() as conn:
+            await conn.execute(delete(space_members).where(
+                space_members.c.space_id == space_id,
+                space_members.c.principal_type == "federated",
+                space_members.c.principal_id == address))
+            await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
+                change_seq=await self._next_seq(conn)))
+            await also(conn)
+        self.bus.memberships_changed({address})
 
     async def list_members(self, principal: Principal, space_id: str) -> Drive:
         drive = await self.get_drive(principal, space_id)

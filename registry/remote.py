@@ -121,6 +121,19 @@ class RemoteSpaces:
         self.bus.memberships_changed(members)
         return True
 
+    async def set_remote_root(self, domain: str, provider_id: str, etag: str, size: int,
+                              modified_ms: int) -> bool:
+        """The origin's root state of a share changed; False if the share is unknown."""
+        async with self.db.write() as conn:
+            space_id = await self._remote_id(conn, domain, provider_id)
+            if space_id is None:
+                return False
+            await conn.execute(update(spaces).where(spaces.c.id == space_id).values(
+                etag=etag, size=size, modified_ms=modified_ms,
+                change_seq=await self._next_seq(conn)))
+        self.bus.drives_changed()
+        return True
+
     @staticmethod
     async def _remote_id(conn: AsyncConnection, domain: str, provider_id: str) -> str | None:
         return await conn.scalar(select(spaces.c.id).where(

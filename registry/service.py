@@ -39,8 +39,10 @@ from registry.drives import (
     Invalid,
     Member,
     NotFound,
+    OutgoingListener,
     RemoteListener,
     RemoteTarget,
+    RootChange,
     Route,
     drive_alias,
     principal_ids,
@@ -95,6 +97,7 @@ class RegistryService(FolderSharing, Memberships, RemoteSpaces):
         self.providers = providers
         self.bus = bus
         self.remote_listeners: list[RemoteListener] = []
+        self.outgoing: OutgoingListener | None = None
 
     # -- sequencing ---------------------------------------------------------------
 
@@ -421,28 +424,35 @@ class RegistryService(FolderSharing, Memberships, RemoteSpaces):
                     )
                 ).scalars(),
             ]
-            member_ids = set(
-                (
-                    await conn.execute(
-                        select(space_members.c.principal_id).where(
-                            space_members.c.space_id.in_(gone)
-                        )
-                    )
-                ).scalars()
-            )
+            members = (
+                await conn.execute(
+                    select(
+                        space_members.c.space_id,
+                        space_members.c.principal_type,
+                        space_members.c.principal_id,
+                    ).where(space_members.c.space_id.in_(gone))
+                )
+            ).all()
             await conn.execute(delete(space_members).where(space_members.c.space_id.in_(gone)))
             await conn.execute(delete(spaces).where(spaces.c.id.in_(gone)))
-        self.bus.memberships_changed(member_ids)
+            federated = [m for m in members if m.principal_type == "federated"]
+            if self.outgoing is not None:
+                for m in federated:
+                    await self.outgoing.unshared(conn, m.space_id, m.principal_id)
+        if federated and self.outgoing is not None:
+            self.outgoing.committed()
+        self.bus.memberships_changed({m.principal_id for m in members})
 
     # -- provider feed ------------------------------------------------------------
 
     async def apply_states(self, provider_id: str, states: Iterable[pb.SpaceState]) -> int:
         """Record root changes streamed by a provider; unchanged states are skipped."""
-        changed = 0
+        changed: list[RootChange] = []
         async with self.db.write() as conn:
             for s in states:
                 if s.deleted:
                     continue
+                modified_ms = s.mtime_ns // 1_000_000
                 result = await conn.execute(
                     update(spaces)
                     .where(
@@ -453,14 +463,19 @@ class RegistryService(FolderSharing, Memberships, RemoteSpaces):
                     .values(
                         etag=s.etag,
                         size=s.size,
-                        modified_ms=s.mtime_ns // 1_000_000,
+                        modified_ms=modified_ms,
                         change_seq=await self._next_seq(conn),
                     )
                 )
-                changed += result.rowcount
+                if result.rowcount:
+                    changed.append(RootChange(s.space_id, s.etag, s.size, modified_ms))
+            if changed and self.outgoing is not None:
+                await self.outgoing.roots_changed(conn, changed)
         if changed:
+            if self.outgoing is not None:
+                self.outgoing.committed()
             self.bus.drives_changed()
-        return changed
+        return len(changed)
 
     async def changes_since(self, principal: Principal, seq: int) -> list[Drive]:
         """Drives visible to the principal that changed after ``seq`` (SSE resume)."""

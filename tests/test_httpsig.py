@@ -104,6 +104,15 @@ async def test_round_trip() -> None:
     assert result.domain == "zurich.test" == address_domain("einstein@Zurich.test")
 
 
+async def test_a_resend_in_the_same_second_is_no_replay() -> None:
+    now = int(time.time())
+    first, second = signed(created=now), signed(created=now)
+    assert first["Signature"] != second["Signature"]  # each carries its own nonce
+    replay = ReplayCache()
+    await check(first, replay=replay)
+    await check(second, replay=replay)
+
+
 async def test_date_is_covered_when_sent() -> None:
     headers = {"Date": "Fri, 16 Jan 2026 13:37:00 GMT"}
     added = sign("POST", URL, headers, BODY, KEY, KEYID)

@@ -38,9 +38,11 @@ async def test_discovery_document_and_legacy_path(pair) -> None:  # type: ignore
         "resourceTypes": [{"name": "file", "shareTypes": ["user"],
                            "protocols": {"webdav": "/dav/spaces/",
                                          "webdav-receive": {"uri": "absolute"}}}],
-        "capabilities": ["http-sig", "notifications", "/notifications"],
+        "capabilities": ["change-notifications", "exchange-token", "http-sig", "invites",
+                         "/invite-accepted", "notifications", "/notifications"],
         "criteria": ["must-use-http-sig"],
         "jwksUri": f"{zurich.url}/.well-known/jwks.json",
+        "tokenEndPoint": f"{zurich.url}/ocm/token",
     }
     legacy = await client.get("/ocm-provider")
     assert legacy.status_code == 200 and legacy.json() == doc
@@ -50,9 +52,10 @@ async def test_discovery_document_and_legacy_path(pair) -> None:  # type: ignore
 async def test_capabilities_follow_features(pair) -> None:  # type: ignore[no-untyped-def]
     zurich, _ = pair
     fed = federation(zurich)
-    fed.features.capabilities.add("invites")
+    fed.features.capabilities -= {"invites", "change-notifications", "exchange-token"}
+    fed.features.capabilities.add("enforce-mfa")
     doc = (await zurich.client(None).get("/.well-known/ocm")).json()
-    assert doc["capabilities"] == ["http-sig", "invites", "/invite-accepted", "notifications",
+    assert doc["capabilities"] == ["enforce-mfa", "/mfa-capable", "http-sig", "notifications",
                                    "/notifications"]
 
 

@@ -91,7 +91,7 @@ async def test_share_becomes_pending_remote_space(pair) -> None:  # type: ignore
     assert r.json() == {"recipientDisplayName": "Marie"}
     assert await drives(paris) == []  # pending: only listed when remote drives are asked for
     (drive,) = await drives(paris, REMOTE)
-    assert drive["root"]["webDavUrl"] == DAV
+    assert drive["root"]["webDavUrl"] == f"{paris.url}/dav/spaces/{drive['id']}"  # the proxy
     assert drive["@fedspace.remote"] == {
         "webDavUrl": DAV, "state": "pending",
         "sender": {"id": "einstein@zurich.test", "displayName": "Albert Einstein"},

@@ -201,3 +201,45 @@ async def test_mapped_transport_alone(tls_peer: Peer, tls_files) -> None:
         response = await client.get("https://idp.paris.test/x")
     assert response.json() == {"sni": "ok"}
     assert tls_peer.seen[-1].headers["host"] == "idp.paris.test"
+
+
+async def test_stream_has_no_size_limit_and_follows_no_redirects(peer: Peer, outbound_for) -> None:
+    outbound = outbound_for(settings(peer, max_response_bytes=1024))
+    peer.set(HOST, "/big", b"a" * 50_000, chunks=5, content_type="application/octet-stream")
+    response = await outbound.stream("GET", f"http://{HOST}/big")
+    try:
+        assert response.status_code == 200
+        assert len(b"".join([c async for c in response.aiter_raw()])) == 50_000
+    finally:
+        await response.aclose()
+    peer.set(HOST, "/moved", status=302, headers={"Location": "/big"})
+    response = await outbound.stream("GET", f"http://{HOST}/moved")
+    await response.aclose()
+    assert (response.status_code, peer.hits[(HOST, "/big")]) == (302, 1)
+
+
+async def test_stream_sends_a_streamed_body(peer: Peer, outbound_for) -> None:
+    outbound = outbound_for(settings(peer))
+    peer.set(HOST, "/put", status=201)
+
+    async def body():  # type: ignore[no-untyped-def]
+        for part in (b"abc", b"def"):
+            yield part
+
+    response = await outbound.stream("PUT", f"http://{HOST}/put", content=body(),
+                                     headers={"Content-Length": "6"})
+    await response.aclose()
+    assert response.status_code == 201
+    assert peer.seen[-1].headers["content-length"] == "6"
+
+
+async def test_stream_keeps_the_address_and_scheme_rules(peer: Peer, outbound_for) -> None:
+    private = outbound_for(settings(peer, allow_private_addresses=False))
+    with pytest.raises(OutboundError) as caught:
+        await private.stream("GET", f"http://{HOST}/x")
+    assert caught.value.kind == "address"
+    https_only = outbound_for(settings(peer, allow_http=False))
+    with pytest.raises(OutboundError) as caught:
+        await https_only.stream("GET", f"http://{HOST}/x")
+    assert caught.value.kind == "scheme"
+    assert sum(peer.hits.values()) == 0
