@@ -18,8 +18,9 @@ import grpc
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Host, Mount, Router
+from starlette.routing import Host, Mount, Route, Router
 
 from fedspace import problem
 from fedspace.auth import Verifier
@@ -48,6 +49,10 @@ def _components(ctx: Context, only: Sequence[str]) -> list[Component]:
         "federation": federation.create,
     }
     return [factories[name](ctx) for name in SERVICES if name in only]
+
+
+async def _healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
 
 
 class Instance:
@@ -92,9 +97,7 @@ class Instance:
             app.include_router(dav_router(self.ctx))
         self._mount_idp(app)
 
-        @app.get("/healthz", include_in_schema=False)
-        async def healthz() -> Response:
-            return PlainTextResponse("ok")
+        app.add_api_route("/healthz", _healthz, include_in_schema=False)
 
         @app.get("/readyz", include_in_schema=False)
         async def readyz() -> Response:
@@ -134,7 +137,8 @@ class Instance:
                 raise ValueError("an IdP on the cloud host needs a path (e.g. <public_url>/idp)")
             app.mount(path, idp.app)
             return
-        target = Router(routes=[Mount(path, app=idp.app)]) if path else idp.app
+        # The IdP's own host answers /healthz too, so each host of a rig can be probed.
+        target = Router(routes=[Route("/healthz", _healthz), Mount(path, app=idp.app)])
         app.router.routes.insert(0, Host(issuer.hostname or "", app=target))
 
     @property
@@ -142,11 +146,15 @@ class Instance:
         """Where the HTTP server listens (the bound port, also when 0 was asked for)."""
         assert self._http is not None and self._http.servers, "instance not started"
         host, port = self._http.servers[0].sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
+
+    @property
+    def _scheme(self) -> str:
+        return "https" if self.settings.http.tls else "http"
 
     async def start(self) -> None:
         """Bind, migrate, start gRPC and every component, then serve HTTP."""
-        sock = self._bind_http()
+        socks = self._bind_http()
         try:
             await self.ctx.db.migrate()
             self._grpc = grpc.aio.server(
@@ -165,34 +173,37 @@ class Instance:
             for component in self.components:
                 await component.start()
         except BaseException:
-            sock.close()
+            for sock in socks:
+                sock.close()
             raise
-        await self._serve_http(sock)
+        await self._serve_http(socks)
         log.info("instance started", extra={"services": list(self.only),
                                             "grpc": self.ctx.grpc_address, "url": self.url})
 
-    def _bind_http(self) -> socket.socket:
-        """Bind first: a taken port fails fast, and port 0 resolves before URLs are derived."""
+    def _bind_http(self) -> list[socket.socket]:
+        """Bind first: a taken port fails fast, and port 0 resolves before URLs are derived.
+        The main listener comes first; ``http.extra_hosts`` without a port share its port."""
         h = self.settings.http
+        socks = [_listen(h.host, h.port)]
+        port = socks[0].getsockname()[1]
         try:
-            sock = socket.create_server((h.host, h.port), reuse_port=False)
-        except OSError as exc:
-            raise OSError(
-                f"cannot listen for HTTP on {h.host}:{h.port}: {os.strerror(exc.errno or 0)}"
-            ) from None
-        # Accepted connections inherit this; without it small responses written in two
-        # parts meet delayed ACKs (~40 ms per request on loopback).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        port = sock.getsockname()[1]
+            for host, extra_port in h.extra_listeners():
+                socks.append(_listen(host, port if extra_port is None else extra_port))
+        except OSError:
+            for sock in socks:
+                sock.close()
+            raise
         if self.settings.public_url_derived:
-            self.settings.rebase(f"http://{h.host}:{port}")
-        return sock
+            self.settings.rebase(f"{self._scheme}://{h.host}:{port}")
+        return socks
 
-    async def _serve_http(self, sock: socket.socket) -> None:
+    async def _serve_http(self, socks: list[socket.socket]) -> None:
+        h = self.settings.http
         config = uvicorn.Config(self.app, lifespan="off", log_config=None, access_log=False,
-                                timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5, ssl_certfile=h.tls_cert_file,
+                                ssl_keyfile=h.tls_key_file)
         self._http = uvicorn.Server(config)
-        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
+        self._http_task = asyncio.create_task(self._http.serve(sockets=socks))
         while not self._http.started:
             if self._http_task.done():
                 self._http_task.result()  # re-raise why it could not start
@@ -215,3 +226,16 @@ class Instance:
             await self._grpc.stop(grace=1)
         await self.ctx.outbound.aclose()
         await self.ctx.db.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        sock = socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        raise OSError(
+            f"cannot listen for HTTP on {host}:{port}: {os.strerror(exc.errno or 0)}"
+        ) from None
+    # Accepted connections inherit this; without it small responses written in two
+    # parts meet delayed ACKs (~40 ms per request on loopback).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock

@@ -19,6 +19,9 @@ from federation.outbox_cli import outbox_app
 from federation.share_cli import share_app
 from fedspace.cliutil import ConfigOption, fail, settings_from
 from fedspace.runtime import SERVICES
+from scenarios.demo import demo
+from scenarios.rig_cli import rig
+from scenarios.scenario_cli import scenario_app
 
 app = typer.Typer(help="fedspace: federated storage spaces.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -34,6 +37,9 @@ app.add_typer(share_app, name="share")
 app.add_typer(keys, name="keys")
 app.add_typer(invite_app, name="invite")
 app.add_typer(contacts_app, name="contacts")
+app.add_typer(rig, name="rig")
+app.add_typer(scenario_app, name="scenario")
+app.command("demo")(demo)
 
 
 @app.command()

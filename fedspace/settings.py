@@ -10,7 +10,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,6 +38,50 @@ class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_size: int = Field(1024 * 1024, ge=1, description="limit for XML/JSON request bodies")
+    extra_hosts: list[str] = Field(
+        default_factory=list,
+        description='more listeners for the same app: "addr" (same port as http.port) or '
+        '"addr:port" ("[v6]:port"); the rig gives cloud.D, idp.D and D one address each')
+    tls_cert_file: Path | None = Field(None, description="PEM certificate (chain): serve https")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    def extra_listeners(self) -> list[tuple[str, int | None]]:
+        """``extra_hosts`` as (address, port); None: the main listener's bound port."""
+        return [_listener(h) for h in self.extra_hosts]
+
+    @field_validator("extra_hosts")
+    @classmethod
+    def _valid_listeners(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            _listener(host)
+        return hosts
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        files = (self.tls_cert_file, self.tls_key_file)
+        if (files[0] is None) != (files[1] is None):
+            raise ValueError("set both http.tls_cert_file and http.tls_key_file, or neither")
+        for path in files:
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file not found: {path}")
+        return self
+
+
+def _listener(text: str) -> tuple[str, int | None]:
+    """``"127.0.0.2"``, ``"127.0.0.2:8443"``, ``"[::1]:8443"`` → (address, port or None)."""
+    host, port = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host or (port and not (port.isdigit() and int(port) <= 65535)):
+        raise ValueError(f"invalid listener {text!r}: expected addr or addr:port")
+    return host, int(port) if port else None
 
 
 class GrpcSettings(BaseModel):
@@ -63,7 +114,8 @@ class Settings(BaseSettings):
     )
 
     domain: str = "localhost"
-    public_url: str = Field("", description="external base URL; default http://host:port")
+    public_url: str = Field(
+        "", description="external base URL; default http(s)://host:port (https with TLS)")
     data_dir: Path = Path("fedspace-data")
     database_url: str = Field("", description="SQLAlchemy async URL; default SQLite in data_dir")
     internal_secret: SecretStr = Field(
@@ -112,7 +164,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         if not self.public_url:
-            self.public_url = f"http://{self.http.host}:{self.http.port}"
+            scheme = "https" if self.http.tls else "http"
+            self.public_url = f"{scheme}://{self.http.host}:{self.http.port}"
             self._derived.add("public_url")
         self.public_url = self.public_url.rstrip("/")
         if not self.database_url:
