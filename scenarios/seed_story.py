@@ -11,6 +11,7 @@ at once when he unshares.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +47,8 @@ def pick(world: World) -> tuple[Site, Account, Site, Account]:
 async def einstein_marie(world: World, t: Transcript) -> None:
     zurich, einstein, paris, marie = pick(world)
     state: dict[str, Any] = {}
+    # A rig keeps its data between runs: each run shares a folder of its own.
+    folder = f"papers-{secrets.token_hex(3)}"
 
     async def discover() -> tuple[None, str]:
         async with world.client() as c:
@@ -77,14 +80,14 @@ async def einstein_marie(world: World, t: Transcript) -> None:
     dav = f"/dav/spaces/{home}"
 
     async def create() -> tuple[None, str]:
-        ok(await e.request("MKCOL", f"{dav}/papers"), 201)
-        ok(await e.put(f"{dav}/papers/relativity.txt", content=b"E = mc^2\n"), 201)
-        return None, "MKCOL /papers, PUT /papers/relativity.txt"
+        ok(await e.request("MKCOL", f"{dav}/{folder}"), 201)
+        ok(await e.put(f"{dav}/{folder}/relativity.txt", content=b"E = mc^2\n"), 201)
+        return None, f"MKCOL /{folder}, PUT /{folder}/relativity.txt"
 
     await t.step("he creates a folder and a file", create)
 
     async def share() -> tuple[str, str]:
-        r = ok(await e.post(f"/graph/v1beta1/drives/{home}/root:/papers:/invite", json={
+        r = ok(await e.post(f"/graph/v1beta1/drives/{home}/root:/{folder}:/invite", json={
             "recipients": [{"objectId": marie.address,
                             "@libre.graph.recipient.type": "federated"}],
             "roles": ["editor"]}), 200).json()["value"][0]
@@ -94,7 +97,7 @@ async def einstein_marie(world: World, t: Transcript) -> None:
         state["link"] = f"{drive['webUrl']}/"
         return share_id, f"share space {share_id}, link {state['link']}"
 
-    share_id = await t.step(f"he shares /papers with {marie.address} as editor", share)
+    share_id = await t.step(f"he shares /{folder} with {marie.address} as editor", share)
 
     async def marie_login() -> tuple[str, str]:
         tokens = await login(world, paris, marie)
@@ -107,7 +110,7 @@ async def einstein_marie(world: World, t: Transcript) -> None:
         async def pending() -> dict[str, Any] | None:
             drives = ok(await m.get("/graph/v1.0/me/drives",
                                     params={"$filter": "driveType eq 'remote'"}), 200)
-            found = [d for d in drives.json()["value"] if d["name"] == "papers"]
+            found = [d for d in drives.json()["value"] if d["name"] == folder]
             return found[0] if found else None
 
         remote = await until(pending, "the share at paris")
@@ -120,7 +123,7 @@ async def einstein_marie(world: World, t: Transcript) -> None:
     remote = await t.step("paris registers a remote space for Marie", registered)
     await t.step("Marie opens the link at zurich and signs in with her paris IdP",
                  lambda: _web_login(world, zurich, paris, marie, share_id))
-    await _finish(t, e, m, remote, share_id, home, marie.address)
+    await _finish(t, e, m, remote, share_id, f"{home}/{folder}", marie.address)
 
 
 async def _web_login(world: World, zurich: Site, paris: Site, marie: Account,
@@ -142,7 +145,8 @@ async def _web_login(world: World, zurich: Site, paris: Site, marie: Account,
 
 
 async def _finish(t: Transcript, e: httpx.AsyncClient, m: httpx.AsyncClient,
-                  remote: dict[str, Any], share_id: str, home: str, address: str) -> None:
+                  remote: dict[str, Any], share_id: str, folder: str, address: str) -> None:
+    """Steps 9-12; ``folder`` is the shared folder's path from the space id on."""
     async def accept() -> tuple[None, str]:
         ok(await m.post(f"/graph/v1beta1/drives/{remote['id']}/accept"), 200)
 
@@ -165,14 +169,14 @@ async def _finish(t: Transcript, e: httpx.AsyncClient, m: httpx.AsyncClient,
         got = ok(await m.get(f"{url}/relativity.txt"), 200)
         expect(got.content == b"E = mc^2\n", "downloaded content differs")
         ok(await m.put(f"{url}/radium.txt", content=b"Ra\n"), 201)
-        seen = ok(await e.get(f"/dav/spaces/{home}/papers/radium.txt"), 200)
+        seen = ok(await e.get(f"/dav/spaces/{folder}/radium.txt"), 200)
         expect(seen.content == b"Ra\n", "Einstein does not see her upload")
         return None, "listed, downloaded relativity.txt, uploaded radium.txt; Einstein sees it"
 
     await t.step("Marie's client syncs the remote space through paris", sync)
 
     async def edit() -> tuple[None, str]:
-        ok(await e.put(f"/dav/spaces/{home}/papers/relativity.txt",
+        ok(await e.put(f"/dav/spaces/{folder}/relativity.txt",
                        content=b"E = mc^2 (revised)\n"), 204)
 
         async def arrived() -> str | None:
