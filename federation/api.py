@@ -140,6 +140,7 @@ def verified_request(
     claimed: Claimed = payload_sender,
     max_body: int = MAX_BODY,
     form: bool = False,
+    inviting: bool = False,
 ) -> Callable[[Request], Awaitable[SignedRequest]]:
     """A FastAPI dependency for an OCM endpoint (on an ``OcmRoute``): the verified sender
     domain and the JSON object body, or an OCM error — 413 for a body over ``max_body``,
@@ -148,7 +149,8 @@ def verified_request(
     that is not a JSON object. Unsigned requests pass only from a peer in
     ``federation.accept_unsigned_from``, identified by ``claimed``. Endpoints using it
     must not declare body parameters: the body is read here. With ``form``, an
-    ``application/x-www-form-urlencoded`` body is accepted too (as a flat object).
+    ``application/x-www-form-urlencoded`` body is accepted too (as a flat object). With
+    ``inviting`` (the invite flow), ``require_invite`` does not apply.
     """
     policy = federation.peers
 
@@ -159,7 +161,7 @@ def verified_request(
         return _json_object(body)
 
     async def allow(domain: str) -> None:
-        decision = await policy.decide(domain)
+        decision = await policy.decide(domain, inviting=inviting)
         if not decision.allowed:
             raise OcmError(403, f"peer not allowed: {decision.reason}",
                            [("sender", "PEER_NOT_ALLOWED")])

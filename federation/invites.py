@@ -18,7 +18,7 @@ Rules here:
   name. A disabled inviter's invites are treated as unknown.
 * A contact is keyed by (local user, ``userID@provider``); accepting again with the same
   person refreshes name and email.
-* The invite flow itself is exempt from ``require_invite`` (``peers.invite_flow``); deny
+* The invite flow itself is exempt from ``require_invite`` (``decide(…, inviting=True)``); deny
   lists and ``allowlist_only`` apply to it like to everything else.
 """
 
@@ -45,7 +45,6 @@ from fedspace.sqltypes import now_ms
 from .models import ADDRESS_LENGTH, ocm_contacts, ocm_invites
 from .ocm import OcmError
 from .outgoing import secret_hash
-from .peers import invite_flow
 from .settings import check_peer_domain
 
 if TYPE_CHECKING:
@@ -265,8 +264,7 @@ class Invites:
         user = await self.directory.user_by_id(local_user_id)
         if user is None or user.disabled:
             raise InviteError(403, "only enabled local users can accept invites")
-        with invite_flow():
-            decision = await self.federation.peers.decide(domain)
+        decision = await self.federation.peers.decide(domain, inviting=True)
         if not decision.allowed:
             raise InviteError(403, f"{domain} may not federate with this instance: "
                                    f"{decision.reason}")

@@ -28,7 +28,6 @@ from .invites import MAX_LIFETIME, MAX_TOKEN, Contact, Invite, InviteError, Invi
 from .invites import provider_domain as _provider_domain
 from .models import ADDRESS_LENGTH
 from .ocm import ENDPOINT_PATH
-from .peers import invite_flow
 from .shares import parse
 
 if TYPE_CHECKING:
@@ -107,11 +106,8 @@ class InviteRoute(APIRoute):
 
 def ocm_router(invites: Invites) -> APIRouter:
     router = APIRouter(route_class=OcmRoute)
-    verified = verified_request(invites.federation, claimed=recipient_provider)
-
-    async def gate(request: Request) -> SignedRequest:
-        with invite_flow():  # require_invite must not block the way to a first invite
-            return await verified(request)
+    # require_invite must not block the way to a first invite.
+    gate = verified_request(invites.federation, claimed=recipient_provider, inviting=True)
 
     @router.post(f"{ENDPOINT_PATH}/invite-accepted", include_in_schema=False)
     async def invite_accepted(signed: SignedRequest = Depends(gate)) -> Response:

@@ -12,17 +12,14 @@ Trust is by domain (checked against request signatures by the caller), never by 
 With ``federation.require_invite`` a peer that is not explicitly allowed must also have an
 accepted OCM invite with one of our users (a row in ``ocm_contacts``, either direction).
 The set of such peers is cached with the peer table, and ``contact_added`` updates it at
-once. The invite flow itself is how a peer earns that contact, so decisions made inside
-``invite_flow()`` skip this rule (deny lists and ``allowlist_only`` still apply).
+once. The invite flow itself is how a peer earns that contact, so decisions made for it
+(``decide(…, inviting=True)``) skip this rule (deny lists and ``allowlist_only`` still apply).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,20 +35,6 @@ from .settings import check_peer_domain
 
 Policy = Literal["allow", "deny"]
 _DONE: dict[Policy, str] = {"allow": "allowed", "deny": "denied"}
-_INVITE_FLOW: ContextVar[bool] = ContextVar("fedspace_invite_flow", default=False)
-
-
-@contextmanager
-def invite_flow() -> Iterator[None]:
-    """Peer decisions made inside are for the invite flow itself (``POST /invite-accepted``
-    and accepting an invite made elsewhere), which ``require_invite`` must not block: it is
-    how a peer gets its first contact. A context variable rather than a parameter because
-    the OCM request gate (``federation.api.verified_request``) asks ``decide`` on its own."""
-    token = _INVITE_FLOW.set(True)
-    try:
-        yield
-    finally:
-        _INVITE_FLOW.reset(token)
 
 
 class PeerError(ValueError):
@@ -132,8 +115,10 @@ class PeerPolicy:
         if self._contact_peers is not None:
             self._contact_peers = self._contact_peers | {domain.lower()}
 
-    async def decide(self, domain: str) -> Decision:
-        """May this peer federate with us (send or receive shares and notifications)?"""
+    async def decide(self, domain: str, *, inviting: bool = False) -> Decision:
+        """May this peer federate with us (send or receive shares and notifications)?
+        ``inviting``: for the invite flow, which ``require_invite`` must not block (it is
+        how a peer gets its first contact)."""
         try:
             domain = check_peer_domain(domain)
         except ValueError:
@@ -147,7 +132,7 @@ class PeerPolicy:
         if self.settings.allowlist_only:
             return Decision(False, f"{domain} is not on the allowlist "
                                    "(federation.allowlist_only is on)")
-        if self.settings.require_invite and not _INVITE_FLOW.get():
+        if self.settings.require_invite and not inviting:
             if domain not in (self._contact_peers or ()):
                 return Decision(False, f"no accepted invite with {domain} "
                                        "(federation.require_invite is on)")

@@ -31,7 +31,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
-from fedspace.gateway import dav_error
+from fedspace.gateway import GRANT_HEADER, HOP_BY_HOP, dav_error
 from fedspace.outbound import OutboundError, media_type
 from fedspace.permissions import Permission as P
 
@@ -49,12 +49,10 @@ NEEDS = {"PROPFIND": P.LIST, "GET": P.DOWNLOAD, "HEAD": P.DOWNLOAD, "PUT": P.UPL
          "COPY": P.UPLOAD}
 # Never sent on: hop-by-hop (RFC 9110 §7.6.1), our caller's credentials, what we rewrite
 # or set ourselves, and what would leak our side's addresses.
-_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-                  "te", "trailer", "transfer-encoding", "upgrade", "host"})
-_REQUEST_DROP = _HOP | {"authorization", "cookie", "destination", "accept-encoding",
-                        "x-fedspace-grant", "forwarded", "x-forwarded-for",
-                        "x-forwarded-host", "x-forwarded-proto", "origin", "referer"}
-_RESPONSE_DROP = _HOP | {"set-cookie", "www-authenticate", "content-length"}
+_REQUEST_DROP = HOP_BY_HOP | {
+    "authorization", "cookie", "destination", "accept-encoding", GRANT_HEADER, "forwarded",
+    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "origin", "referer"}
+_RESPONSE_DROP = HOP_BY_HOP | {"set-cookie", "www-authenticate", "content-length"}
 _XML = frozenset({"application/xml", "text/xml"})
 MAX_MULTISTATUS = 64 * 1024 * 1024  # a 207 is read whole to rewrite it
 LEGACY_TTL = 300.0  # re-discover an origin without a token endpoint this often

@@ -150,9 +150,8 @@ def _drive(client: httpx.Client, space: str) -> str:
     fail(f"no drive {space!r} among yours")
 
 
-def _answer(response_or_error: httpx.Response) -> dict[str, Any]:
+def _answer(response: httpx.Response) -> dict[str, Any]:
     """The JSON answer, or one line saying why the instance refused."""
-    response = response_or_error
     if response.is_success:
         return response.json() if response.content else {}
     try:

@@ -24,9 +24,12 @@ from fedspace.runtime import Context
 DAV_METHODS = ["OPTIONS", "PROPFIND", "PROPPATCH", "GET", "HEAD", "PUT", "MKCOL", "DELETE",
                "MOVE", "COPY"]
 GRANT_HEADER = "x-fedspace-grant"
-# Hop-by-hop headers (RFC 9110 §7.6.1) and those the forwarder sets itself.
-_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-        "trailer", "transfer-encoding", "upgrade", "host", "authorization", GRANT_HEADER}
+# Hop-by-hop headers (RFC 9110 §7.6.1) and Host: never passed on by a forwarder.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
+                        "proxy-authorization", "te", "trailer", "transfer-encoding",
+                        "upgrade", "host"})
+# ... and those this forwarder sets itself.
+_HOP = HOP_BY_HOP | {"authorization", GRANT_HEADER}
 
 
 def dav_error(status: int, message: str) -> Response:

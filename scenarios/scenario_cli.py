@@ -7,7 +7,6 @@ HTTPS with one transcript line per step, and exits 1 naming the failing step and
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +17,7 @@ from rich.console import Console
 from fedspace.cliutil import fail
 
 from .agent import Account, Site, World
+from .rig_machine import StateLock
 from .rigfile import RigFile, RigFileError, load_rig
 from .seed_story import einstein_marie
 from .transcript import ScenarioFailed, Transcript
@@ -64,7 +64,7 @@ def run(
         found = load_rig(rig)
     except RigFileError as exc:
         fail(str(exc))
-    if found.status != "ready" or not _alive(found.pid):
+    if found.status != "ready" or StateLock(Path(found.state_dir)).running_pid() is None:
         fail(f"{rig}: the rig is not running (start it with `fedspace rig up`)")
     console.print(f"[bold]{name}[/] against {', '.join(d.name for d in found.domains)}")
     try:
@@ -74,12 +74,3 @@ def run(
         raise typer.Exit(1) from None
     console.print(f"[green]{name} passed[/]")
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: it exists
-        return True
-    return True

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from argon2 import PasswordHasher
 
 from discovery.idp import Idp
 from discovery.service import Directory
+from scenarios.agent import form_fields
 
 WEB_CB = "https://app.example/cb"
 CONF_CB = "https://conf.example/cb"
@@ -30,11 +29,6 @@ def pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     digest = hashlib.sha256(verifier.encode()).digest()
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def form_fields(page: str) -> dict[str, str]:
-    return {m[1]: html.unescape(m[2])
-            for m in re.finditer(r'name="([^"]+)" value="([^"]*)"', page)}
 
 
 def query(location: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ from starlette.requests import HTTPConnection
 from test_ocm_receive import send, share
 
 from federation.models import ocm_contacts, ocm_invites
-from federation.peers import PeerPolicy, invite_flow
+from federation.peers import PeerPolicy
 from fedspace.auth import Principal
 from fedspace.db import Database
 
@@ -232,9 +232,8 @@ async def test_require_invite_policy(db: Database, tmp_path: Path) -> None:
     peers = PeerPolicy(db, settings)
     refused = await peers.decide("paris.test")
     assert not refused.allowed and refused.reason.startswith("no accepted invite")
-    with invite_flow():
-        assert (await peers.decide("paris.test")).allowed
-        assert not (await peers.decide("evil.test")).allowed  # deny lists still apply
+    assert (await peers.decide("paris.test", inviting=True)).allowed
+    assert not (await peers.decide("evil.test", inviting=True)).allowed  # deny lists apply
     await peers.add("rome.test")  # explicitly allowed: no invite needed
     assert (await peers.decide("rome.test")).allowed
 
