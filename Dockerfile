@@ -36,7 +36,7 @@ EXPOSE 8080
 
 # /healthz on this instance's own listener (port, TLS and name from its settings).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-m", "scenarios.compose", "probe"]
+    CMD ["python", "-m", "scenarios.container", "probe"]
 
 ENTRYPOINT ["fedspace"]
 CMD ["serve"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
@@ -49,11 +50,20 @@ def users_add(
     email: Annotated[str | None, typer.Option()] = None,
     admin: Annotated[bool, typer.Option(help="may set quotas")] = False,
     password: Annotated[bool, typer.Option(help="prompt for an account password")] = False,
+    password_stdin: Annotated[bool, typer.Option(
+        help="read the account password from standard input (its first line)")] = False,
     config: ConfigOption = None,
 ) -> None:
     """Add a user."""
-    secret = typer.prompt("password", hide_input=True, confirmation_prompt=True) if password \
-        else None
+    if password and password_stdin:
+        fail("--password and --password-stdin exclude each other")
+    secret: str | None = None
+    if password:
+        secret = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    elif password_stdin:  # like `docker login --password-stdin`: no prompt, no echo
+        secret = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        if not secret:
+            fail("--password-stdin: no password on standard input (its first line is empty)")
     user = _run(config, lambda d: d.add_user(username, display_name=display_name, email=email,
                                              password=secret, is_admin=admin))
     console.print(f"added user [bold]{user.username}[/] id={user.id}")

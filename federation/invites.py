@@ -299,8 +299,9 @@ class Invites:
                          "revoked)",
                     403: f"{domain} does not accept invites from this instance",
                     409: "this invite was already accepted"}
-        if status in refusals:
-            raise InviteError(status, refusals[status] + why)
+        if status in refusals:  # the peer's words only when they add something
+            ours = refusals[status]
+            raise InviteError(status, ours if why.lower() == f": {ours}" else ours + why)
         raise InviteError(502, f"{domain} answered HTTP {status}{why}")
 
     # -- contacts -------------------------------------------------------------------------

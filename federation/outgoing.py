@@ -91,6 +91,13 @@ async def list_shares(conn: AsyncConnection, sharer_id: str | None = None
     return [await described(conn, row) for row in (await conn.execute(query))]
 
 
+async def _refused(conn: AsyncConnection, share_id: str) -> bool:
+    """Whether the peer refused the share outright (a 4xx): it holds nothing to unshare."""
+    message = await state_of(conn, f"share:{share_id}")
+    return (message is not None and message.state == "failed"
+            and message.last_status is not None and 400 <= message.last_status < 500)
+
+
 async def described(conn: AsyncConnection, row: Any) -> dict[str, Any]:
     """One share as the sharer's API and ``fedspace share list`` show it."""
     message = await state_of(conn, f"share:{row.id}")
@@ -159,7 +166,7 @@ class OutgoingShares:
         if row is None:
             return
         await conn.execute(delete(ocm_shares).where(ocm_shares.c.id == row.id))
-        withdrawn = await self._withdraw(conn, row.id)
+        withdrawn = await self._withdraw(conn, row.id) or await _refused(conn, row.id)
         if not withdrawn and row.state != "declined":
             await self._notify(conn, row.id, row.peer, "SHARE_UNSHARED", {},
                                key=f"unshare:{row.id}")
@@ -184,6 +191,10 @@ class OutgoingShares:
 
     def committed(self) -> None:
         self.federation.delivery.notify()
+
+    async def refusal(self, peer: str) -> str | None:
+        decision = await self.federation.peers.decide(peer)
+        return None if decision.allowed else decision.reason
 
     async def describe(self, space_id: str) -> dict[str, dict[str, Any]]:
         async with self.federation.ctx.db.read() as conn:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from urllib.parse import urlsplit
 
 import grpc
@@ -55,14 +55,28 @@ async def _healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+class _EmbeddedServer(uvicorn.Server):
+    """A server that leaves signal handling to the process embedding it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class Instance:
     def __init__(
         self,
         settings: Settings,
         only: Sequence[str] | None = None,
         verifiers: Sequence[Verifier] = (),
+        *,
+        signals: bool = True,
     ) -> None:
+        """``signals=False`` when several instances share a process (the rig): its owner
+        handles SIGINT/SIGTERM, since each uvicorn server would install handlers and
+        restore them out of order when one instance stops before the others."""
         self.settings = settings
+        self._signals = signals
         self.only = tuple(only or SERVICES)
         unknown = set(self.only) - set(SERVICES)
         if unknown:
@@ -202,7 +216,7 @@ class Instance:
         config = uvicorn.Config(self.app, lifespan="off", log_config=None, access_log=False,
                                 timeout_graceful_shutdown=5, ssl_certfile=h.tls_cert_file,
                                 ssl_keyfile=h.tls_key_file)
-        self._http = uvicorn.Server(config)
+        self._http = (uvicorn.Server if self._signals else _EmbeddedServer)(config)
         self._http_task = asyncio.create_task(self._http.serve(sockets=socks))
         while not self._http.started:
             if self._http_task.done():
@@ -211,9 +225,10 @@ class Instance:
             await asyncio.sleep(0.01)
 
     async def wait(self) -> None:
-        """Run until the HTTP server exits (Ctrl-C / SIGTERM)."""
+        """Run until the HTTP server exits (Ctrl-C / SIGTERM). Cancelling the wait does not
+        cancel the server (several waiters may watch one instance)."""
         if self._http_task is not None:
-            await self._http_task
+            await asyncio.shield(self._http_task)
 
     async def stop(self) -> None:
         if self._http is not None and self._http_task is not None:

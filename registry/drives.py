@@ -95,6 +95,9 @@ class OutgoingListener(Protocol):
     def committed(self) -> None:
         """Called once a transaction that called the others has committed."""
 
+    async def refusal(self, peer: str) -> str | None:
+        """Why we may not share with the instance ``peer`` (its domain), or None."""
+
     async def describe(self, space_id: str) -> dict[str, dict[str, Any]]:
         """Each federated member's share and its delivery state, by address (JSON)."""
 

@@ -38,7 +38,7 @@ class Memberships:
         added = [Member(kind, pid, role.name) for kind, pid in dict.fromkeys(recipients)]
         federated = [m for m in added if m.type == "federated"]
         if federated:
-            self._can_federate(drive, role)
+            await self._can_federate(drive, role, [m.id for m in federated])
         existing = {(m.type, m.id) for m in drive.members}
         now = now_ms()
         async with self.db.write() as conn:
@@ -59,15 +59,21 @@ class Memberships:
         self.bus.memberships_changed({m.id for m in added})
         return added
 
-    def _can_federate(self, drive: Drive, role: Role) -> None:
+    async def _can_federate(self, drive: Drive, role: Role, addresses: list[str]) -> None:
         """Users of other instances may be viewers or editors of a project space or of
-        a folder's share, when the federation service runs with this registry."""
+        a folder's share, when the federation service runs with this registry and its
+        peer policy lets us federate with their instances (refused now, not after a
+        delivery the peer would refuse anyway)."""
         if self.outgoing is None:
             raise Unavailable("the federation service does not run with this registry")
         if drive.type not in ("project", "share"):
             raise Invalid(f"a {drive.type} space cannot be shared with another instance")
         if role.name == "manager":
             raise Invalid("users of other instances can be viewers or editors, not managers")
+        for address in addresses:
+            refused = await self.outgoing.refusal(address.rpartition("@")[2])
+            if refused:
+                raise Forbidden(f"cannot share with {address}: {refused}")
 
     async def set_member_role(self, principal: Principal, space_id: str, permission_id: str,
                               role: Role) -> Member:
@@ -75,7 +81,7 @@ class Memberships:
         member = self._member(drive, permission_id)
         changed = Member(member.type, member.id, role.name)
         if member.type == "federated":
-            self._can_federate(drive, role)
+            await self._can_federate(drive, role, [member.id])
         async with self.db.write() as conn:
             await self._set_role(conn, drive, member, role.name)
             if member.type == "federated" and member.role != role.name:

@@ -227,6 +227,8 @@ class RegistryService(FolderSharing, Memberships, RemoteSpaces):
         permissions = role.permissions
         first = rows[0]
         if first.provider_id is None:
+            if first.remote_state == "declined":
+                raise NotFound(f"space {space_id!r} is a remote space that was declined")
             if first.remote_state != "accepted":
                 raise NotFound(f"space {space_id!r} is a remote space not accepted yet")
             target = RemoteTarget(space_id, first.remote_url, first.remote_domain,

@@ -20,6 +20,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from fedspace.outbound import MappedTransport, ssl_context
 
+from . import rig_control
 from .transcript import StepFailed, expect
 
 # The IdP's built-in public client for desktop and command-line clients (RFC 8252).
@@ -42,6 +43,7 @@ class Site:
     cloud: str  # https://cloud.D[:port]
     issuer: str  # https://idp.D[:port]
     accounts: dict[str, Account] = field(default_factory=dict)
+    trusted: bool = True  # False: the rig's other domains do not trust this one
 
 
 @dataclass
@@ -49,6 +51,19 @@ class World:
     sites: dict[str, Site]
     hosts: dict[str, str]  # rig host name → "address:port"
     ca_file: str | None = None
+    state_dir: str | None = None  # the rig's, to stop and start its domains
+
+    async def stop(self, domain: str) -> str:
+        """Take one domain of the rig down (an outage); the rig's message."""
+        return await rig_control.request(self._state(), "stop", domain)
+
+    async def start(self, domain: str) -> str:
+        return await rig_control.request(self._state(), "start", domain)
+
+    def _state(self) -> str:
+        if self.state_dir is None:
+            raise StepFailed("this world has no rig to stop or start domains of")
+        return self.state_dir
 
     def client(self, *, base_url: str = "", auth: tuple[str, str] | None = None,
                token: str | None = None) -> httpx.AsyncClient:

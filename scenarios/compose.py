@@ -1,38 +1,29 @@
 """The rig as a compose project: every domain in its own container, with real DNS names.
 
 ``render_compose`` writes the compose file (``fedspace rig compose``; the committed
-``compose.yaml`` is its output for zurich.test and paris.test). The container-side steps
-live here too, run as ``python -m scenarios.compose …`` from the image: ``init`` (test CA,
-certificates and each domain's cross-domain OIDC settings, reusing the rig's code so both
-rigs behave alike), ``database`` (wait for PostgreSQL, create the domain's database) and
-``probe`` (health checks). The YAML is written by hand, so no YAML library is needed and
-the file can carry its usage notes as comments.
+``compose.yaml`` is its output for zurich.test and paris.test). The steps the containers
+run (``init``, ``database``, ``probe``) are ``scenarios.container``; this module only
+describes the services, so it runs on the host and needs no Docker.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import re
-import secrets
 import shlex
-import ssl
-import time
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import typer
+import yaml
 
 from fedspace.cliutil import fail
+from scenarios import container
+from scenarios.container import CERTS, DomainOption
+from scenarios.rig_machine import DEFAULT_DOMAINS, RigError, check_domains
 
-DEFAULT_DOMAINS = ("zurich.test", "paris.test")
 IMAGE = "fedspace:local"
-CERTS = "/certs"
+STEPS = ["python", "-m", container.__name__]  # the container-side steps, from the image
 _RESERVED_SERVICES = {"init", "postgres"}
-_PLAIN = re.compile(r"[A-Za-z/._][A-Za-z0-9/._@-]*")
-_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", ".inf", ".nan"}
 
 # One seed step of the start script (shell).
 SEED_FUNCTION = r"""# seed steps: "already ..." means an earlier start did it
@@ -74,52 +65,39 @@ HEADER = """\
 
 # -- YAML ---------------------------------------------------------------------------------
 
-def _scalar(value: object) -> str:
-    """One YAML scalar. ``$`` is doubled: compose must pass strings through, not
-    interpolate them; anything YAML 1.1 could read as non-string is quoted."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    text = str(value).replace("$", "$$")
-    if _PLAIN.fullmatch(text) and text.lower() not in _YAML_WORDS:
-        return text
-    return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
+class _ComposeDumper(yaml.SafeDumper):
+    """Safe YAML as compose files are usually written: sequences indented under their key,
+    multi-line strings (the start scripts) as literal ``|`` blocks."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
 
 
-def _literal(text: str, lead: str, pad: str) -> list[str] | None:
-    """``text`` as a literal block (scripts stay readable), None when it needs quoting."""
-    if "\n" not in text or text[:1] in (" ", "\t") or "\r" in text:
-        return None
-    body = text[:-1] if text.endswith("\n") else text
-    chomp = "+" if body.endswith("\n") else "" if text.endswith("\n") else "-"
-    return [f"{lead} |{chomp}", *(f"{pad}  {line}" if line else ""
-                                  for line in body.replace("$", "$$").split("\n"))]
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    # PyYAML still quotes a text a literal block cannot hold (e.g. trailing spaces)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text,
+                                   style="|" if "\n" in text else None)
 
 
-def _yaml(value: dict[Any, Any] | list[Any], indent: int = 0) -> list[str]:
-    """Block-style lines for a mapping or sequence; short scalar lists go inline."""
-    pad = " " * indent
-    lines: list[str] = []
-    items = list(value.items()) if isinstance(value, dict) else [(None, v) for v in value]
-    for key, item in items:
-        lead = f"{pad}{_scalar(key)}:" if key is not None else f"{pad}-"
-        block = _literal(item, lead, pad) if isinstance(item, str) else None
-        if block is not None:
-            lines += block
-        elif isinstance(item, dict | list) and not item:
-            lines.append(f"{lead} {'{}' if isinstance(item, dict) else '[]'}")
-        elif isinstance(item, list) and all(isinstance(i, str | int) for i in item):
-            inline = f"{lead} [{', '.join(_scalar(i) for i in item)}]"
-            if len(inline) <= 96 and not any("\n" in str(i) for i in item):
-                lines.append(inline)
-            else:
-                lines += [lead, *_yaml(item, indent + 2)]
-        elif isinstance(item, dict | list):
-            lines += [lead, *_yaml(item, indent + 2)]
-        else:
-            lines.append(f"{lead} {_scalar(item)}")
-    return lines
+_ComposeDumper.add_representer(str, _represent_str)
+
+
+def _no_interpolation(value: Any) -> Any:
+    """``value`` with ``$`` doubled in every string value: compose must pass them through
+    (the start scripts use shell variables), not interpolate them."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {k: _no_interpolation(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_interpolation(v) for v in value]
+    return value
+
+
+def dump_yaml(document: dict[str, Any]) -> str:
+    """``document`` as compose YAML, keys in their given order."""
+    return yaml.dump(_no_interpolation(document), Dumper=_ComposeDumper, sort_keys=False,
+                     allow_unicode=True, width=float("inf"))
 
 
 # -- the compose file ---------------------------------------------------------------------
@@ -147,12 +125,12 @@ def _start_script(domain: str, service: str, others: list[str], postgres: bool) 
         lines += ["# PostgreSQL when the `postgres` profile runs it (its name resolves)",
                   "if getent hosts postgres >/dev/null; then",
                   f"  export FEDSPACE_DATABASE_URL={database_url(service)}",
-                  '  python -m scenarios.compose database "$FEDSPACE_DATABASE_URL" --wait 90',
+                  f'  {shlex.join(STEPS)} database "$FEDSPACE_DATABASE_URL" --wait 90',
                   "fi"]
     lines += [*SEED_FUNCTION.split("\n"),
-              f"printf '%s\\n' {q(user.password)} {q(user.password)} |",
+              f"printf '%s\\n' {q(user.password)} |",
               f"  seed fedspace users add {user.username} --display-name "
-              f"{q(user.display_name)} --email {user.username}@{domain} --password"]
+              f"{q(user.display_name)} --email {user.username}@{domain} --password-stdin"]
     for other in others:
         lines += [f"seed fedspace trust issuer add https://idp.{other} --domain {other}",
                   f"seed fedspace trust peer add {other}"]
@@ -161,7 +139,6 @@ def _start_script(domain: str, service: str, others: list[str], postgres: bool) 
 
 def _domain_service(domain: str, service: str, others: list[str], port: int,
                     postgres: bool) -> dict[str, Any]:
-    probe = ["CMD", "python", "-m", "scenarios.compose", "probe", "--path", "/readyz"]
     return {
         "image": IMAGE,
         "depends_on": {"init": {"condition": "service_completed_successfully"}},
@@ -184,7 +161,8 @@ def _domain_service(domain: str, service: str, others: list[str], port: int,
         "ports": [f"127.0.0.1:{port}:443"],
         # 443 as the image's non-root user (Docker's default since 20.10; explicit here)
         "sysctls": {"net.ipv4.ip_unprivileged_port_start": "0"},
-        "healthcheck": {"test": probe, "interval": "10s", "timeout": "5s", "retries": 5,
+        "healthcheck": {"test": ["CMD", *STEPS, "probe", "--path", "/readyz"],
+                        "interval": "10s", "timeout": "5s", "retries": 5,
                         "start_period": "90s"},
     }
 
@@ -194,7 +172,6 @@ def render_compose(domains: list[str], *, postgres: bool, base_port: int = 8443,
     """The compose file for ``domains`` (checked like the rig's); cloud.D of the n-th
     domain is published on 127.0.0.1:``base_port + n``; ``build`` is the image's build
     context relative to the compose file."""
-    from scenarios.rig import RigError, check_domains
     from scenarios.rig_seed import seed_user
 
     domains = check_domains(domains)
@@ -203,8 +180,8 @@ def render_compose(domains: list[str], *, postgres: bool, base_port: int = 8443,
     names = service_names(domains)
     init_cmd = ["init", "--out", CERTS, *(a for d in domains for a in ("--domain", d))]
     services: dict[str, Any] = {"init": {
-        "build": build, "image": IMAGE, "entrypoint": ["python", "-m", "scenarios.compose"],
-        "command": init_cmd, "volumes": [f"certs:{CERTS}"], "network_mode": "none",
+        "build": build, "image": IMAGE, "entrypoint": STEPS, "command": init_cmd,
+        "volumes": [f"certs:{CERTS}"], "network_mode": "none",
         "healthcheck": {"disable": True}}}
     for n, d in enumerate(domains):
         others = [o for o in domains if o != d]
@@ -229,117 +206,7 @@ def render_compose(domains: list[str], *, postgres: bool, base_port: int = 8443,
         chromium=", ".join(f"MAP *{d} 127.0.0.1:{base_port + n}"
                            for n, d in enumerate(domains)))
     body = {"services": services, "networks": {"rig": {}}, "volumes": volumes}
-    return header + "\n" + "\n".join(_yaml(body)) + "\n"
-
-
-# -- container-side steps -----------------------------------------------------------------
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    secret = getattr(value, "get_secret_value", None)  # SecretStr: the file needs the value
-    return json.dumps(str(secret() if secret else value))  # JSON escapes are valid TOML
-
-
-def discovery_toml(config: dict[str, Any]) -> str:
-    """The ``[discovery]`` table of a settings file; lists of models become arrays of tables."""
-    lines, tables = ["[discovery]"], []
-    for key, value in config.items():
-        if isinstance(value, list) and value and hasattr(value[0], "model_dump"):
-            tables += [(key, v) for v in value]
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for key, model in tables:
-        lines += ["", f"[[discovery.{key}]]", *(f"{k} = {_toml_value(getattr(model, k))}"
-                                               for k in model.model_dump(exclude_none=True))]
-    return "\n".join(lines) + "\n"
-
-
-def _write_private(path: Path, text: str) -> None:
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(text)
-
-
-def write_init(out: Path, domains: list[str]) -> None:
-    """CA, per-domain leaf (``D.pem``/``D-key.pem``) and settings (``D.toml``) in ``out``;
-    valid files are kept (``TestCA``), so re-running ``init`` never breaks trust."""
-    from scenarios.ca import TestCA
-    from scenarios.rig import check_domains
-    from scenarios.rig_seed import discovery_config
-
-    domains = check_domains(domains)
-    ca = TestCA(out)
-    secret_file = out / "rig-secret"  # the OIDC client secrets derive from it
-    if not secret_file.exists():
-        _write_private(secret_file, secrets.token_hex(32))
-    secret = secret_file.read_text().strip().encode()
-    urls = {d: (f"https://cloud.{d}", f"https://idp.{d}") for d in domains}
-    for d in domains:
-        ca.leaf(d, [f"cloud.{d}", f"idp.{d}", d])
-        _write_private(out / f"{d}.toml", discovery_toml(discovery_config(d, urls, secret)))
-
-
-async def ensure_database(url: str, wait: float = 0.0) -> bool:
-    """Wait up to ``wait`` s for the PostgreSQL server of ``url``, then create its database
-    when missing (so a domain added later gets one too). True when it was created."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    name = target.database or ""
-    if not re.fullmatch(r"[A-Za-z0-9_]{1,63}", name):
-        raise ValueError(f"unsupported database name {name!r}")
-    admin = target.set(drivername="postgresql", database="postgres")
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            conn = await asyncpg.connect(admin.render_as_string(hide_password=False), timeout=5)
-            break
-        except (OSError, asyncpg.PostgresError) as exc:  # refused, starting up, no DNS yet
-            if time.monotonic() >= deadline:
-                raise ConnectionError(f"PostgreSQL at {target.host}:{target.port or 5432} "
-                                      f"not reachable: {exc}") from None
-            await asyncio.sleep(1)
-    try:
-        for attempt in range(20):
-            if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                return False
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-                return True
-            except asyncpg.ObjectInUseError:  # template1 busy (autovacuum): try again
-                if attempt == 19:
-                    raise
-                await asyncio.sleep(0.25)
-            except asyncpg.DuplicateDatabaseError:  # another process was faster
-                return False
-        return False
-    finally:
-        await conn.close()
-
-
-def probe_target(path: str) -> tuple[str, ssl.SSLContext, str | None]:
-    """(URL, trust, TLS name): this instance's ``path`` on loopback per its settings; with
-    TLS verified as its public host against ``outbound.ca_file`` (a real check, no bypass)."""
-    from fedspace.settings import load_settings
-
-    settings, context = load_settings(), ssl.create_default_context()
-    http, listen_all = settings.http, {"", "0.0.0.0", "::"}  # noqa: S104 (a set, not a bind)
-    host = "127.0.0.1" if http.host in listen_all else http.host
-    host = f"[{host}]" if ":" in host else host
-    if not http.tls_cert_file:
-        return f"http://{host}:{http.port}{path}", context, None
-    if settings.outbound.ca_file:
-        context.load_verify_locations(cafile=str(settings.outbound.ca_file))
-    return f"https://{host}:{http.port}{path}", context, urlsplit(settings.public_url).hostname
-
-
-# -- commands -----------------------------------------------------------------------------
-
-DomainOption = Annotated[list[str] | None, typer.Option(
-    "--domain", "-d", help="a domain of the rig (repeatable); default zurich.test, paris.test")]
+    return header + "\n" + dump_yaml(body)
 
 
 def compose_cmd(
@@ -350,8 +217,6 @@ def compose_cmd(
     build: Annotated[str, typer.Option(help="build context, relative to the file")] = ".",
 ) -> None:
     """Write a compose file running the rig's domains in containers with real DNS names."""
-    from scenarios.rig import RigError
-
     domains = domain or list(DEFAULT_DOMAINS)
     try:
         text = render_compose(domains, postgres=postgres, base_port=port, build=build)
@@ -361,59 +226,8 @@ def compose_cmd(
         typer.echo(text, nl=False)
         return
     try:
-        out.write_text(text)
+        out.write_text(text, encoding="utf-8")
     except OSError as exc:
         fail(f"cannot write {out}: {exc.strerror}")
     typer.echo(f"wrote {out} for {', '.join(domains)}; run: docker compose -f {out} up --build",
                err=True)
-
-
-cli = typer.Typer(help="Container-side steps of the compose rig.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-cli.command("render")(compose_cmd)
-
-
-@cli.command("init")
-def init_cmd(domain: DomainOption = None,
-             out: Annotated[Path, typer.Option(help="folder (the certs volume)")] = Path(CERTS),
-             ) -> None:
-    """Create the test CA, each domain's certificate and its OIDC settings (idempotent)."""
-    from scenarios.rig import RigError
-
-    try:
-        write_init(out, domain or list(DEFAULT_DOMAINS))
-    except (RigError, OSError) as exc:
-        fail(str(exc))
-    typer.echo(f"CA, certificates and settings ready in {out}")
-
-
-@cli.command("database")
-def database_cmd(url: str, wait: Annotated[float, typer.Option(help="seconds")] = 0.0) -> None:
-    """Wait for the PostgreSQL server of URL and create the database if missing."""
-    import asyncpg
-
-    try:
-        created = asyncio.run(ensure_database(url, wait))
-    except (ConnectionError, ValueError, asyncpg.PostgresError) as exc:
-        fail(str(exc))
-    typer.echo(f"database {url.rsplit('/', 1)[-1]} {'created' if created else 'present'}")
-
-
-@cli.command("probe")
-def probe_cmd(path: Annotated[str, typer.Option(help="/healthz: alive; /readyz: ready")]
-              = "/healthz") -> None:
-    """Health check of the instance configured here: exit 0 when it answers 2xx."""
-    import httpx
-
-    target, context, sni = probe_target(path)
-    try:
-        with httpx.Client(verify=context, timeout=4) as client:
-            response = client.get(target, extensions={"sni_hostname": sni} if sni else {})
-    except httpx.HTTPError as exc:
-        fail(f"{target}: {exc}")
-    if not response.is_success:
-        fail(f"{target}: HTTP {response.status_code} {response.text[:200]}")
-
-
-if __name__ == "__main__":
-    cli()

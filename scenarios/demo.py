@@ -32,7 +32,7 @@ def demo(
         "--exit", help="stop after the story (for CI and scripts)")] = False,
 ) -> None:
     """Start zurich.test and paris.test, play the seed story, then keep serving."""
-    domains, state = checked(list(DEFAULT_DOMAINS), state)
+    domains, _, state = checked(list(DEFAULT_DOMAINS), state)
 
     async def story(rig: Rig) -> bool:
         console.print(f"\n[bold]{STORY}[/]: ARCHITECTURE.md §3, step by step")

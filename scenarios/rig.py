@@ -6,12 +6,18 @@ all of 127/8 to lo, so this needs no configuration — and all on one port: 443 
 be bound, else the first free of 8443…, or the one asked for. fedspace's own clients reach
 rig names through ``outbound.hosts`` (no ``/etc/hosts``) and verify against the rig CA.
 
+The domains form a closed federation (``federation.allowlist_only``): each trusts the
+others' issuers and allows them as peers. ``untrusted`` domains run the same way but no other
+domain trusts them (they trust the others, so what they try is refused by the receiver).
+One domain can be stopped and started again while the rig runs (``rig_control``).
+
 ``async with Rig.start(state_dir, domains, port=0) as rig:`` is the API tests and scenarios
 use; ``fedspace rig up`` wraps it. State (SQLite, blobs, keys, CA) stays in ``state_dir``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -26,7 +32,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from federation.ocm import ENDPOINT_PATH
 from fedspace.app import Instance
 from fedspace.settings import Settings
-from scenarios import rig_seed
+from scenarios import rig_control, rig_seed
 from scenarios.ca import Leaf, TestCA
 from scenarios.rig_machine import (
     DEFAULT_DOMAINS,
@@ -112,7 +118,8 @@ class RigSettings(Settings):
 
 
 def _settings(state_dir: Path, domain: str, hosts: list[RigHost], names: dict[str, str],
-              ca_file: Path, leaf: tuple[Path, Path], discovery: dict[str, object]) -> Settings:
+              ca_file: Path, leaf: tuple[Path, Path], discovery: dict[str, object],
+              trusted: bool) -> Settings:
     cloud, *extra = hosts
     data_dir = state_dir / domain
     return RigSettings(**{
@@ -126,16 +133,22 @@ def _settings(state_dir: Path, domain: str, hosts: list[RigHost], names: dict[st
         "outbound": {"allow_http": False, "allow_private_addresses": True, "hosts": names,
                      "ca_file": ca_file},
         "discovery": discovery,
+        # Trusted domains federate only with each other; an untrusted one with anyone.
+        "federation": {"allowlist_only": trusted},
     })
 
 
 class Rig:
     """A running rig; ``start`` it as an async context manager."""
 
-    def __init__(self, state_dir: Path, info: RigFile, domains: dict[str, RigDomain]) -> None:
+    def __init__(self, state_dir: Path, info: RigFile, domains: dict[str, RigDomain],
+                 started: list[Instance]) -> None:
         self.state_dir = state_dir
         self.info = info
         self.domains = domains
+        self.stopped: set[str] = set()  # domains taken down with stop_domain
+        self._started = started  # what the rig stops on exit
+        self._changed = asyncio.Event()
 
     @property
     def rig_json(self) -> Path:
@@ -144,26 +157,88 @@ class Rig:
     def __getitem__(self, domain: str) -> RigDomain:
         return self.domains[domain]
 
+    def _domain(self, name: str) -> RigDomain:
+        if name not in self.domains:
+            raise RigError(f"no domain {name!r} in this rig ({', '.join(self.domains)})")
+        return self.domains[name]
+
+    async def stop_domain(self, name: str) -> str:
+        """Stop one domain's instance (all its hosts refuse connections) to play an
+        outage; its data stays."""
+        running = self._domain(name)
+        if name in self.stopped:
+            raise RigError(f"{name} is already stopped")
+        self.stopped.add(name)
+        self._changed.set()
+        self._started.remove(running.instance)
+        await running.instance.stop()
+        return f"{name} stopped"
+
+    async def start_domain(self, name: str) -> str:
+        """Start a stopped domain again, on the same addresses, port and data."""
+        running = self._domain(name)
+        if name not in self.stopped:
+            raise RigError(f"{name} is running")
+        instance = Instance(running.settings, signals=False)
+        try:
+            await instance.start()
+        except OSError as exc:
+            await instance.stop()
+            raise RigError(f"{name} did not start: {exc}") from None
+        running.instance = instance
+        self._started.append(instance)
+        self.stopped.discard(name)
+        self._changed.set()
+        return f"{name} started"
+
+    async def _control(self, op: rig_control.Op, name: str) -> str:
+        return await (self.stop_domain(name) if op == "stop" else self.start_domain(name))
+
+    async def wait(self) -> str:
+        """Until a domain's server ends by itself (not through ``stop_domain``): its name."""
+        while True:
+            self._changed.clear()
+            waits = {asyncio.create_task(d.instance.wait()): name
+                     for name, d in self.domains.items() if name not in self.stopped}
+            changed = asyncio.create_task(self._changed.wait())
+            try:
+                done, _ = await asyncio.wait([*waits, changed],
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in [*waits, changed]:
+                    task.cancel()
+            ended = [waits[t] for t in done if t in waits and waits[t] not in self.stopped]
+            if ended:
+                return ended[0]
+
     @classmethod
     @contextlib.asynccontextmanager
     async def start(cls, state_dir: Path | str = DEFAULT_STATE,
                     domains: Sequence[str] = DEFAULT_DOMAINS, *, port: int | None = None,
-                    hosts_file: Path | None = None,
+                    untrusted: Sequence[str] = (), hosts_file: Path | None = None,
                     progress: Progress = lambda _: None) -> AsyncIterator[Rig]:
         """Start, seed, write rig.json/env.sh; on exit stop everything and mark it stopped.
 
         ``port``: None → 443 if it can be bound, else 8443…; 0 → any port free on every
-        rig address; N → exactly N. ``hosts_file``: add the rig names there while running."""
-        names = check_domains(domains)
+        rig address; N → exactly N. ``untrusted``: more domains the others do not trust.
+        ``hosts_file``: add the rig names there while running."""
+        names = check_domains([*domains, *untrusted])
+        strangers = set(names[len(domains):])
         state = check_state_dir(Path(state_dir))
         lock = StateLock(state)
         lock.acquire()
         started: list[Instance] = []
         rig: Rig | None = None
+        control: asyncio.AbstractServer | None = None
         try:
-            rig = await cls._start(state, names, port, hosts_file, progress, started)
+            rig = await cls._start(state, names, strangers, port, hosts_file, progress,
+                                   started)
+            control = await rig_control.serve(state, rig._control)
             yield rig
         finally:
+            if control is not None:
+                control.close()
+                await control.wait_closed()
             if rig is not None:
                 progress("stopping")
             # Idle keep-alive TLS connections between the instances would hold each server's
@@ -180,8 +255,8 @@ class Rig:
             lock.release()
 
     @classmethod
-    async def _start(cls, state: Path, names: list[str], port: int | None,
-                     hosts_file: Path | None, progress: Progress,
+    async def _start(cls, state: Path, names: list[str], strangers: set[str],
+                     port: int | None, hosts_file: Path | None, progress: Progress,
                      started: list[Instance]) -> Rig:
         plan = host_plan(names, 0)
         port = choose_port([h.address for hosts in plan.values() for h in hosts], port)
@@ -192,14 +267,18 @@ class Rig:
         urls = {d: (_url(f"cloud.{d}", port), _url(f"idp.{d}", port)) for d in names}
         secret = _rig_secret(state)
         previous = _previous_users(state / RIG_JSON)
+        trusted = [d for d in names if d not in strangers]
         domains: dict[str, RigDomain] = {}
         for d in names:
             progress(f"starting {d} on {', '.join(h.address for h in plan[d])} port {port}")
             leaf = leaves[d]
+            # OIDC clients and relying parties only within the circle of trust
+            circle = {x: urls[x] for x in ([d] if d in strangers else trusted)}
             settings = _settings(state, d, plan[d], dict(name_map), ca.cert_file,
                                  (leaf.cert_file, leaf.key_file),
-                                 rig_seed.discovery_config(d, urls, secret))
-            instance = Instance(settings)
+                                 rig_seed.discovery_config(d, circle, secret),
+                                 d not in strangers)
+            instance = Instance(settings, signals=False)
             try:
                 await instance.start()
             except OSError as exc:
@@ -207,12 +286,14 @@ class Rig:
                 raise RigError(f"{d}: {exc}; choose another --port") from None
             started.append(instance)
             cloud, issuer = urls[d]
-            info = DomainInfo(d, cloud, issuer, issuer, f"{cloud}{ENDPOINT_PATH}", plan[d], [])
+            info = DomainInfo(d, cloud, issuer, issuer, f"{cloud}{ENDPOINT_PATH}", plan[d], [],
+                              trusted=d not in strangers)
             domains[d] = RigDomain(info, settings, instance)
         issuers = {d: urls[d][1] for d in names}
         for d, running in domains.items():
             progress(f"seeding {d}")
-            user = await rig_seed.seed(running.instance, d, issuers, previous.get(d))
+            trusts = names if d in strangers else trusted
+            user = await rig_seed.seed(running.instance, d, issuers, trusts, previous.get(d))
             running.info.users.append(user)
         infos = [r.info for r in domains.values()]
         curl, chromium = tool_flags(infos, str(ca.cert_file), port,
@@ -224,7 +305,7 @@ class Rig:
             remove_hosts(hosts_file, f"{HOSTS_MARK} {state}")  # left by a killed run
             write_hosts(hosts_file, [h for hs in plan.values() for h in hs],
                         f"{HOSTS_MARK} {state}")
-        rig = cls(state, info, domains)
+        rig = cls(state, info, domains, started)
         (state / ENV_FILE).write_text(env_script(info, rig.rig_json))
         info.save(rig.rig_json)
         progress("ready")

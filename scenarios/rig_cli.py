@@ -1,4 +1,5 @@
-"""``fedspace rig up|down``: the multi-domain rig from a terminal (see ``scenarios.rig``)."""
+"""``fedspace rig up|down|stop|start``: the multi-domain rig from a terminal (see
+``scenarios.rig``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedspace.cliutil import fail
+from scenarios import rig_control
 from scenarios.compose import compose_cmd
 from scenarios.rig_machine import (
     DEFAULT_DOMAINS,
@@ -54,6 +56,9 @@ def up(
     domain: Annotated[list[str] | None, typer.Option(
         "--domain", "-d", help="a domain to run (repeatable); default zurich.test, paris.test",
         show_default=False)] = None,
+    untrusted: Annotated[list[str] | None, typer.Option(
+        help="one more domain that the others do not trust (repeatable), to see what is "
+        "refused", show_default=False)] = None,
     state: StateOption = DEFAULT_STATE,
     port: Annotated[int | None, typer.Option(
         min=1, max=65535, help="port for every host; default 443 if it can be bound, "
@@ -64,41 +69,44 @@ def up(
         help="also add the rig names to /etc/hosts while running (root only)")] = False,
 ) -> None:
     """Start one complete instance per domain (cloud.D, idp.D, D) and seed users and trust."""
-    domains, state = checked(domain or list(DEFAULT_DOMAINS), state)
+    domains, strangers, state = checked(domain or list(DEFAULT_DOMAINS), state, untrusted)
     if write_hosts and os.geteuid() != 0:
         fail("--write-hosts edits /etc/hosts and needs root; without it, use the printed "
              "--resolve/--host-resolver-rules flags (or source env.sh)")
     if detach:
-        _detach(state, domains, port, write_hosts)
+        _detach(state, domains, strangers, port, write_hosts)
         return
-    serve(state, domains, port, HOSTS_FILE if write_hosts else None)
+    serve(state, domains, port, HOSTS_FILE if write_hosts else None, untrusted=strangers)
 
 
-def checked(domains: list[str], state: Path) -> tuple[list[str], Path]:
-    """Valid domains and a usable state folder with no rig running from it, or exit 2."""
+def checked(domains: list[str], state: Path, untrusted: list[str] | None = None
+            ) -> tuple[list[str], list[str], Path]:
+    """Valid domains (trusted, untrusted) and a usable state folder with no rig running
+    from it, or exit 2."""
     try:
-        domains = check_domains(domains)
+        names = check_domains([*domains, *(untrusted or [])])
         state = check_state_dir(state)
     except RigError as exc:
         fail(str(exc))
+    domains, strangers = names[:len(domains)], names[len(domains):]
     pid = StateLock(state).running_pid()
     if pid is not None:
         fail(f"a rig is already running from {state} (pid {pid}); stop it with "
              f"`fedspace rig down --state {state}` or use another --state")
-    return domains, state
+    return domains, strangers, state
 
 
 def serve(state: Path, domains: list[str], port: int | None, hosts_file: Path | None,
-          then: Then | None = None) -> None:
+          then: Then | None = None, *, untrusted: list[str] | None = None) -> None:
     """Run the rig in the foreground until Ctrl-C (or ``then`` says stop)."""
     from fedspace import logs
 
     logs.configure("warning", "text")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(state, domains, port, hosts_file, then))
+        asyncio.run(_run(state, domains, untrusted or [], port, hosts_file, then))
 
 
-async def _run(state: Path, domains: list[str], port: int | None,
+async def _run(state: Path, domains: list[str], untrusted: list[str], port: int | None,
                hosts_file: Path | None, then: Then | None = None) -> None:
     """Start the rig, show it, run ``then`` (if any; False: stop now), then serve until
     stopped."""
@@ -113,8 +121,8 @@ async def _run(state: Path, domains: list[str], port: int | None,
             status.update(step)
 
         try:
-            async with Rig.start(state, domains, port=port, hosts_file=hosts_file,
-                                 progress=progress) as running:
+            async with Rig.start(state, domains, port=port, untrusted=untrusted,
+                                 hosts_file=hosts_file, progress=progress) as running:
                 status.stop()
                 _out.print(f"[green]✓[/] {done.pop()}", highlight=False)
                 done.clear()
@@ -122,32 +130,36 @@ async def _run(state: Path, domains: list[str], port: int | None,
                 if then is not None and not await then(running):
                     return
                 _out.print("Ctrl-C or `fedspace rig down` stops it.", highlight=False)
-                await _until_stopped(running)
-                _out.print("stopping …", highlight=False)
+                ended = await _until_stopped(running)
+                _out.print(f"{ended} ended by itself; stopping …" if ended else "stopping …",
+                           highlight=False)
         except (RigError, OSError) as exc:
             status.stop()
             fail(str(exc))
 
 
-async def _until_stopped(running: Rig) -> None:
-    """Until SIGINT/SIGTERM, or until an instance's server ends on its own."""
+async def _until_stopped(running: Rig) -> str | None:
+    """Until SIGINT/SIGTERM (None), or until a domain's server ends on its own (its name;
+    not one stopped with ``fedspace rig stop``)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    waits = [asyncio.create_task(stop.wait())]
-    waits += [asyncio.create_task(d.instance.wait()) for d in running.domains.values()]
+    signalled, ended = asyncio.create_task(stop.wait()), asyncio.create_task(running.wait())
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([signalled, ended], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in waits:
-            task.cancel()
+        signalled.cancel()
+        ended.cancel()
+    return ended.result() if ended.done() and not ended.cancelled() else None
 
 
-def _detach(state: Path, domains: list[str], port: int | None, write_hosts: bool) -> None:
+def _detach(state: Path, domains: list[str], untrusted: list[str], port: int | None,
+            write_hosts: bool) -> None:
     """Start ``rig up`` in a new session, logging to rig.log; wait for rig.json."""
     args = [sys.executable, "-m", "fedspace", "rig", "up", "--state", str(state)]
     args += [a for d in domains for a in ("--domain", d)]
+    args += [a for d in untrusted for a in ("--untrusted", d)]
     args += ["--port", str(port)] if port else []
     args += ["--write-hosts"] if write_hosts else []
     log_file = state / "rig.log"
@@ -199,6 +211,31 @@ def down(state: StateOption = DEFAULT_STATE) -> None:
     _out.print(f"rig stopped (pid {pid})", highlight=False)
 
 
+@rig.command()
+def stop(domain: Annotated[str, typer.Argument(help="the domain to take down")],
+         state: StateOption = DEFAULT_STATE) -> None:
+    """Stop one domain of the running rig (its hosts refuse connections), to play an
+    outage; `fedspace rig start` brings it back with its data."""
+    _control(state, "stop", domain)
+
+
+@rig.command()
+def start(domain: Annotated[str, typer.Argument(help="the stopped domain")],
+          state: StateOption = DEFAULT_STATE) -> None:
+    """Start a domain stopped with `fedspace rig stop` again."""
+    _control(state, "start", domain)
+
+
+def _control(state: Path, op: rig_control.Op, domain: str) -> None:
+    state = state.expanduser().absolute()
+    if StateLock(state).running_pid() is None:
+        fail(f"no rig is running from {state}")
+    try:
+        _out.print(asyncio.run(rig_control.request(state, op, domain)), highlight=False)
+    except RigError as exc:
+        fail(str(exc))
+
+
 def show(info: RigFile) -> None:
     """The tables printed when a rig is ready: hosts and URLs, users, outside-tool flags."""
     hosts = Table(title="fedspace rig", title_justify="left")
@@ -207,7 +244,8 @@ def show(info: RigFile) -> None:
     for d in info.domains:
         for h in d.hosts:
             url = f"https://{h.name}" + ("" if h.port == 443 else f":{h.port}")
-            hosts.add_row(d.name, h.role, h.address, url)
+            hosts.add_row(d.name if d.trusted else f"{d.name} (untrusted)", h.role,
+                          h.address, url)
     _out.print(hosts)
     _out.print("[bold]users[/] (test credentials: account password, then app password for "
                "HTTP Basic)", highlight=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,11 +78,13 @@ def discovery_config(domain: str, urls: dict[str, tuple[str, str]],
 
 
 async def seed(instance: Instance, domain: str, issuers: dict[str, str],
-               previous: RigUser | None) -> RigUser:
+               trusts: Collection[str], previous: RigUser | None) -> RigUser:
     """Users, app password, trusted issuers and allowed peers of one running instance.
 
-    ``issuers`` maps every rig domain to its issuer. The app password of the previous run
-    is kept while it still works, so scripts holding it keep working across restarts."""
+    ``issuers`` maps every rig domain to its issuer; ``domain`` trusts those in ``trusts``
+    and no other rig domain (a kept state folder may have trusted one before). The app
+    password of the previous run is kept while it still works, so scripts holding it keep
+    working across restarts."""
     discovery = instance.ctx.components["discovery"]
     directory = discovery.directory
     person = seed_user(domain)
@@ -103,13 +106,19 @@ async def seed(instance: Instance, domain: str, issuers: dict[str, str],
     for other, issuer in issuers.items():
         if other == domain:
             continue
-        for stale in [t for t in current.values() if t.domain == other and t.issuer != issuer]:
-            await trust.remove(stale.issuer)  # the rig moved to another port
-        if issuer not in current:
+        trusted = other in trusts
+        for stale in [t for t in current.values() if t.domain == other
+                      and (t.issuer != issuer or not trusted)]:
+            await trust.remove(stale.issuer)  # the rig moved to another port, or distrusts
+        if trusted and issuer not in current:
             await trust.add(issuer, other)
     peers = instance.ctx.components["federation"].peers
-    allowed = {p.domain for p in await peers.list() if p.policy == "allow"}
+    allowed = {p.domain for p in await peers.list() if p.policy == "allow" and not p.configured}
     for other in issuers:
-        if other != domain and other not in allowed:
+        if other == domain:
+            continue
+        if other in trusts and other not in allowed:
             await peers.add(other, "allow")
+        elif other not in trusts and other in allowed:
+            await peers.remove(other)
     return RigUser(person.username, address, person.display_name, person.password, secret)

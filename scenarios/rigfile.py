@@ -58,6 +58,7 @@ class DomainInfo:
     ocm_endpoint: str
     hosts: list[RigHost]
     users: list[RigUser]
+    trusted: bool = True  # False: an `--untrusted` domain the others refuse to federate with
 
     def host(self, role: Role) -> RigHost:
         return next(h for h in self.hosts if h.role == role)

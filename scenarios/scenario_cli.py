@@ -17,14 +17,22 @@ from rich.console import Console
 from fedspace.cliutil import fail
 
 from .agent import Account, Site, World
+from .peer_stories import peer_down, untrusted_peer
 from .rig_machine import StateLock
 from .rigfile import RigFile, RigFileError, load_rig
 from .seed_story import einstein_marie
+from .stories import decline, invite_flow, permission_change
 from .transcript import ScenarioFailed, Transcript
 
 Story = Callable[[World, Transcript], Awaitable[None]]
 SCENARIOS: dict[str, tuple[str, Story]] = {
     "einstein-marie": ("the seed story: share, accept, sync, edit, unshare", einstein_marie),
+    "decline": ("Marie declines; access ends on both sides; the folder is offered anew", decline),
+    "permission-change": ("viewer → editor → viewer, enforced at paris", permission_change),
+    "invite-flow": ("OCM invite, contacts on both sides, a share with the contact", invite_flow),
+    "peer-down": ("paris is down while Einstein shares; delivered once it is back", peer_down),
+    "untrusted-peer": ("a domain outside the circle of trust is refused both ways",
+                       untrusted_peer),
 }
 DEFAULT_RIG = Path(".fedspace-rig") / "rig.json"
 
@@ -36,8 +44,8 @@ def world_of(rig: RigFile) -> World:
     """What a scenario needs to know of a rig."""
     sites = {d.name: Site(d.name, d.cloud_url, d.issuer, {
         u.username: Account(u.username, u.password, u.app_password, u.address)
-        for u in d.users}) for d in rig.domains}
-    return World(sites, rig.names(), rig.ca_file)
+        for u in d.users}, d.trusted) for d in rig.domains}
+    return World(sites, rig.names(), rig.ca_file, rig.state_dir)
 
 
 async def play(name: str, world: World, transcript: Transcript) -> None:

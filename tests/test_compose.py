@@ -16,22 +16,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import POSTGRES_URL, REQUIRE_POSTGRES
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
+from fedspace.cli import app
 from fedspace.settings import Settings
-from scenarios.compose import (
-    _scalar,
-    _yaml,
-    cli,
-    ensure_database,
-    probe_target,
-    render_compose,
-    service_names,
-    write_init,
-)
+from scenarios.compose import dump_yaml, render_compose, service_names
+from scenarios.container import cli, ensure_database, probe_target, write_init
 from scenarios.rig import RigError
 from scenarios.rig_seed import rp_secret
 
@@ -40,7 +34,6 @@ TWO = ["zurich.test", "paris.test"]
 
 
 def load(text: str) -> dict:
-    yaml = pytest.importorskip("yaml")
     return yaml.safe_load(text)
 
 
@@ -51,7 +44,7 @@ def script(service: dict) -> str:
 
 def test_committed_compose_yaml_is_the_generators_output() -> None:
     assert (ROOT / "compose.yaml").read_text() == render_compose(TWO, postgres=True), (
-        "compose.yaml is stale: run `python -m scenarios.compose render`")
+        "compose.yaml is stale: run `fedspace rig compose`")
 
 
 def test_two_domain_structure() -> None:
@@ -69,8 +62,8 @@ def test_two_domain_structure() -> None:
         assert svc["networks"]["rig"]["aliases"] == [f"cloud.{domain}", f"idp.{domain}", domain]
         assert svc["ports"] == [f"127.0.0.1:{port}:443"]
         assert svc["volumes"] == ["certs:/certs:ro", f"{name}-data:/data"]
-        assert svc["healthcheck"]["test"][:5] == ["CMD", "python", "-m", "scenarios.compose",
-                                                  "probe"]
+        assert svc["healthcheck"]["test"][:5] == ["CMD", "python", "-m",
+                                                  "scenarios.container", "probe"]
         env = svc["environment"]
         assert env["FEDSPACE_PUBLIC_URL"] == f"https://cloud.{domain}"
         assert env["FEDSPACE_DISCOVERY__ISSUER"] == f"https://idp.{domain}"
@@ -80,8 +73,11 @@ def test_two_domain_structure() -> None:
         assert f"trust issuer add https://idp.{other} --domain {other}" in text
         assert f"trust peer add {other}" in text
         assert f"/fedspace_{name}" in text and text.endswith("exec fedspace serve\n")
-    assert "users add einstein" in script(services["zurich"])
+    assert "printf '%s\\n' relativity |\n  seed fedspace users add einstein " in script(
+        services["zurich"])
     assert "users add marie" in script(services["paris"])
+    assert all(s.endswith("--password-stdin") for s in script(services["paris"]).splitlines()
+               if "users add" in s)
     pg = services["postgres"]
     assert pg["profiles"] == ["postgres"] and pg["image"] == "postgres:15"
     assert "healthcheck" in pg
@@ -155,30 +151,34 @@ def test_bad_domains(domains: list[str]) -> None:
         render_compose(domains, postgres=False)
 
 
-def test_yaml_scalars_round_trip() -> None:
+def test_yaml_round_trip() -> None:
+    """Every value reaches compose as given: ``$`` doubled (compose passes ``$$`` on as
+    ``$``), strings YAML could read otherwise quoted; scripts stay literal blocks."""
     tricky = ["yes", "No", "on", "1.0", "0755", "a: b", "#x", "-x", "", ".inf", "~", "null",
-              "x y", "[a]", "{b}", "'q'", '"d"', "$HOME", "tab\there", "ünï"]
+              "x y", "[a]", "{b}", "'q'", '"d"', "$HOME", "tab\there", "ünï", "8443:443"]
     doc = {"s": tricky, "k": {t or "empty": t for t in tricky},
            "block": "line 1\n  two $X\n\nthree\n", "keep": "a\n\n", "strip": "a\nb",
-           "indented": "  x\ny\n", "crlf": "a\r\nb", "list": ["one\ntwo\n", "x"],
-           "n": 5, "b": True, "e": [], "m": {}}
+           "indented": "  x\ny\n", "trailing": "a \nb\n", "crlf": "a\r\nb",
+           "list": ["one\ntwo\n", "x"], "n": 5, "b": True, "e": [], "m": {}}
     expected = {**doc, "s": [t.replace("$", "$$") for t in tricky],
-                "k": {(t or "empty").replace("$", "$$"): t.replace("$", "$$") for t in tricky},
+                "k": {t or "empty": t.replace("$", "$$") for t in tricky},
                 "block": doc["block"].replace("$", "$$")}
-    assert load("\n".join(_yaml(doc)) + "\n") == expected
-    assert _scalar("plain.name") == "plain.name" and _scalar("true") == '"true"'
+    text = dump_yaml(doc)
+    assert load(text) == expected
+    assert "block: |\n  line 1\n    two $$X\n\n  three\nkeep:" in text
 
 
 def test_compose_command(tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "c.yaml"
-    result = runner.invoke(cli, ["render", "--out", str(out), "-d", "a.test", "-d", "b.test",
-                                 "--no-postgres"])
+    result = runner.invoke(app, ["rig", "compose", "--out", str(out), "-d", "a.test",
+                                 "-d", "b.test", "--no-postgres"])
     assert result.exit_code == 0, result.output
     assert out.read_text() == render_compose(["a.test", "b.test"], postgres=False)
-    result = runner.invoke(cli, ["render", "--out", "-"])
+    result = runner.invoke(app, ["rig", "compose", "--out", "-"])
     assert result.stdout == render_compose(TWO, postgres=True)
-    result = runner.invoke(cli, ["render", "--out", "-", "-d", "a.test", "-d", "a.test"])
+    result = runner.invoke(app, ["rig", "compose", "--out", "-", "-d", "a.test",
+                                 "-d", "a.test"])
     assert result.exit_code == 2 and "given twice" in result.output
 
 

@@ -4,6 +4,7 @@ against the rig CA, discovery across domains, seeded users and trust, rig.json, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -186,6 +187,10 @@ def test_rig_up_refuses_bad_input(tmp_path: Path) -> None:
         one_line_error(fedspace("rig", "up", "--state", "s", "--port", str(port),
                                 cwd=tmp_path), f"cannot listen on port {port}")
     one_line_error(fedspace("rig", "down", "--state", "s", cwd=tmp_path), "no rig is running")
+    one_line_error(fedspace("rig", "stop", "paris.test", "--state", "s", cwd=tmp_path),
+                   "no rig is running")
+    one_line_error(fedspace("rig", "up", "--untrusted", "zurich.test", "--state", "s",
+                            cwd=tmp_path), "domain zurich.test given twice")
 
 
 def test_write_hosts_needs_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,7 +216,48 @@ def test_detach_and_down(tmp_path: Path) -> None:
             r = client.get(f"https://{cloud.address}:{cloud.port}/healthz",
                            headers={"Host": cloud.name}, extensions={"sni_hostname": cloud.name})
             assert r.text == "ok"
+            # One domain down and up again, from another process; the rig keeps running.
+            took = fedspace("rig", "stop", "paris.test", cwd=tmp_path)
+            assert took.returncode == 0 and "paris.test stopped" in took.stdout, took.stderr
+            with pytest.raises(httpx.ConnectError):
+                client.get(f"https://{cloud.address}:{cloud.port}/healthz")
+            one_line_error(fedspace("rig", "stop", "paris.test", cwd=tmp_path),
+                           "paris.test is already stopped")
+            one_line_error(fedspace("rig", "stop", "lyon.test", cwd=tmp_path),
+                           "no domain 'lyon.test' in this rig")
+            back = fedspace("rig", "start", "paris.test", cwd=tmp_path)
+            assert back.returncode == 0 and "paris.test started" in back.stdout, back.stderr
+        with httpx.Client(verify=ssl.create_default_context(cafile=info.ca_file)) as client:
+            r = client.get(f"https://{cloud.address}:{cloud.port}/healthz",
+                           headers={"Host": cloud.name}, extensions={"sni_hostname": cloud.name})
+            assert r.text == "ok"
     finally:
         stopped = fedspace("rig", "down", cwd=tmp_path)
     assert stopped.returncode == 0, stopped.stderr
     assert load_rig(tmp_path / ".fedspace-rig" / "rig.json").status == "stopped"
+
+
+async def test_untrusted_domain_and_trust_follows_the_rig(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    async with Rig.start(state, ("zurich.test", "paris.test", "rogue.test"), port=0):
+        pass  # rogue.test trusted in this run …
+    async with Rig.start(state, DOMAINS, port=0, untrusted=("rogue.test",)) as rig:
+        info = load_rig(rig.rig_json)  # … and not in this one, on the same data
+        assert [(d.name, d.trusted) for d in info.domains] == [
+            ("zurich.test", True), ("paris.test", True), ("rogue.test", False)]
+        zurich, rogue = rig["zurich.test"], rig["rogue.test"]
+        peers = {p.domain: p.policy for p in await zurich.component("federation").peers.list()}
+        assert peers == {"paris.test": "allow"}
+        assert not (await zurich.component("federation").peers.decide("rogue.test")).allowed
+        issuers = {t.domain for t in await zurich.component("discovery").trust.list()}
+        assert issuers == {"paris.test"}
+        rogue_peers = await rogue.component("federation").peers.list()
+        assert {p.domain for p in rogue_peers} == {"zurich.test", "paris.test"}
+        # A deliberate stop is not the rig ending: wait() keeps waiting until a crash.
+        waiting = asyncio.create_task(rig.wait())
+        await rig.stop_domain("rogue.test")
+        await rig.start_domain("rogue.test")
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        await rig["paris.test"].instance.stop()  # ends by itself, as far as the rig knows
+        assert await asyncio.wait_for(waiting, 10) == "paris.test"

@@ -20,7 +20,8 @@ from scenarios.transcript import ScenarioFailed, Transcript
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    async with Rig.start(tmp_path / "state", ("zurich.test", "paris.test"), port=0) as running:
+    async with Rig.start(tmp_path / "state", ("zurich.test", "paris.test"), port=0,
+                         untrusted=("rogue.test",)) as running:
         yield running
 
 
