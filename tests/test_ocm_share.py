@@ -210,6 +210,21 @@ async def test_whole_project_shared_and_refusals(story: Story) -> None:
     assert r.status_code in (400, 403), r.text
 
 
+async def test_share_to_a_refused_peer_is_refused_at_once(story: Story) -> None:
+    await federation(story.zurich).peers.add("paris.test", "deny")
+    for url in (f"/graph/v1beta1/drives/{story.project}/root/invite",
+                f"/graph/v1beta1/drives/{story.project}/root:/papers:/invite"):
+        r = await story.einstein.post(url, json=to_marie())
+        assert (r.status_code, r.headers["content-type"]) == (
+            403, "application/problem+json"), r.text
+        assert "paris.test is denylisted" in r.json()["detail"]
+    async with story.zurich.instance.ctx.db.read() as conn:
+        assert await conn.scalar(select(func.count()).select_from(ocm_shares)) == 0
+        assert await conn.scalar(select(func.count()).select_from(outbox)) == 0
+        assert await conn.scalar(select(func.count()).select_from(spaces).where(
+            spaces.c.type == "share")) == 0
+
+
 async def test_unshare_before_delivery_withdraws_the_share(story: Story) -> None:
     await story.paris.instance.stop()
     await story.share_papers()
