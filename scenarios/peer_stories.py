@@ -25,6 +25,7 @@ from .story_steps import (
     outgoing,
     personal_space,
     problem_detail,
+    read_through_paris,
     session,
     signed_in,
     unshare,
@@ -92,12 +93,7 @@ async def peer_down(world: World, t: Transcript) -> None:
         share = await arrival(t, c, share, "editor")
         await accept(t, c, share)
 
-        async def read() -> tuple[None, str]:
-            got = ok(await c.m.get(f"{share.at_paris}/{share.file}"), 200)
-            expect(got.content == b"hello\n", "downloaded content differs")
-            return None, f"GET {share.file} through paris: {len(got.content)} bytes"
-
-        await t.step("Marie reads the file through paris", read)
+        await read_through_paris(t, c, share, b"hello\n")
         await unshare(t, c, share)
 
 

@@ -31,6 +31,7 @@ from .story_steps import (
     offer,
     outgoing,
     problem_detail,
+    read_through_paris,
     remote_spaces,
     share_with_marie,
     signed_in,
@@ -192,10 +193,5 @@ async def invite_flow(world: World, t: Transcript) -> None:
                                        "viewer", recipient=contact)
         await accept(t, c, share)
 
-        async def read() -> tuple[None, str]:
-            got = ok(await c.m.get(f"{share.at_paris}/{share.file}"), 200)
-            expect(got.content == b"Dear Marie,\n", "downloaded content differs")
-            return None, f"GET {share.file} through paris: {len(got.content)} bytes"
-
-        await t.step("Marie reads the file through paris", read)
+        await read_through_paris(t, c, share, b"Dear Marie,\n")
         await unshare(t, c, share)

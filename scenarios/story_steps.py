@@ -239,6 +239,16 @@ async def accept(t: Transcript, c: Cast, share: Share) -> None:
     await t.step("Marie accepts; zurich is notified", accepted)
 
 
+async def read_through_paris(t: Transcript, c: Cast, share: Share, content: bytes) -> None:
+    """Marie downloads the shared file through her own instance (the home gateway)."""
+    async def read() -> tuple[None, str]:
+        got = ok(await c.m.get(f"{share.at_paris}/{share.file}"), 200)
+        expect(got.content == content, "downloaded content differs")
+        return None, f"GET {share.file} through paris: {len(got.content)} bytes"
+
+    await t.step("Marie reads the file through paris", read)
+
+
 async def change_role(t: Transcript, c: Cast, share: Share, role: str, title: str) -> None:
     """Einstein changes Marie's role at zurich; paris learns it (RESHARE_CHANGE_PERMISSION)
     and shows it on her remote space."""
