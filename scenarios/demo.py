@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from .rig_cli import StateOption, checked, serve
-from .rig_machine import DEFAULT_DOMAINS, DEFAULT_STATE, ENV_FILE
+from .rig_machine import DEFAULT_DOMAINS, DEFAULT_STATE, ENV_FILE, RIG_JSON
 from .rigfile import RigFile
 from .scenario_cli import play, world_of
 from .transcript import ScenarioFailed, Transcript
@@ -54,6 +54,8 @@ def explore(info: RigFile) -> None:
     zurich = info.domain("zurich.test")
     einstein = zurich.user("einstein")
     env = shlex.quote(str(Path(info.state_dir) / ENV_FILE))
+    state = shlex.quote(info.state_dir)
+    rig_json = shlex.quote(str(Path(info.state_dir) / RIG_JSON))
     graph = f"{zurich.cloud_url}/graph/v1.0/me/drives"
     console.print(
         "[bold]Explore[/]\n"
@@ -65,5 +67,8 @@ def explore(info: RigFile) -> None:
         f"    rclone --ca-cert {shlex.quote(info.ca_file)} lsf :webdav: --webdav-url "
         f"{zurich.cloud_url}/dav/spaces/<drive id> --webdav-vendor owncloud "
         f"--webdav-user einstein --webdav-pass $(rclone obscure {einstein.app_password})\n"
-        "  Sign in at the clouds in a browser with the chromium flags above.",
+        "  Sign in at the clouds in a browser with the chromium flags above.\n"
+        "  More stories against this rig (`fedspace scenario list`):\n"
+        f"    fedspace scenario run decline --rig {rig_json}\n"
+        f"  An outage: fedspace rig stop paris.test --state {state}   (then rig start …)",
         highlight=False, soft_wrap=True)

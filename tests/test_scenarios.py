@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from test_rig import free_port
 
 from scenarios.agent import Account
+from scenarios.demo import explore
 from scenarios.rig import Rig
 from scenarios.scenario_cli import SCENARIOS, play, world_of
 from scenarios.transcript import ScenarioFailed, Transcript
@@ -62,3 +64,21 @@ async def test_cli_against_a_rig_that_is_down(tmp_path: Path) -> None:
     assert done.returncode == 2 and "no scenario 'nope'" in done.stderr
     listed = await asyncio.to_thread(fedspace, "scenario", "list")
     assert "einstein-marie" in listed.stdout
+
+
+def test_demo_plays_the_seed_story(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDSPACE_")}
+    done = subprocess.run([sys.executable, "-m", "fedspace", "demo", "--exit", "--state",
+                           str(tmp_path / "state"), "--port", str(free_port())], env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "einstein-marie passed" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+async def test_demo_explore_names_this_rig(rig: Rig, capsys: pytest.CaptureFixture[str]) -> None:
+    explore(rig.info)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"{rig.info.state_dir}/env.sh" in shown
+    assert rig.info.user("einstein@zurich.test").app_password in shown
+    assert f"scenario run decline --rig {rig.info.state_dir}/rig.json" in shown
