@@ -19,6 +19,7 @@ from federation.outbox_cli import outbox_app
 from federation.share_cli import share_app
 from fedspace.cliutil import ConfigOption, fail, settings_from
 from fedspace.runtime import SERVICES
+from scenarios.bench.cli import bench
 from scenarios.demo import demo
 from scenarios.rig_cli import rig
 from scenarios.scenario_cli import scenario_app
@@ -40,6 +41,7 @@ app.add_typer(contacts_app, name="contacts")
 app.add_typer(rig, name="rig")
 app.add_typer(scenario_app, name="scenario")
 app.command("demo")(demo)
+app.command("bench")(bench)
 
 
 @app.command()

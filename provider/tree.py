@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fedspace.db import Database
@@ -124,34 +125,37 @@ class Tree:
 
     # -- reads ----------------------------------------------------------------------
 
+    # Reads are sync functions run by ``Database.read_with`` (one hop on hot paths), and
+    # through ``run_sync`` inside write transactions: one implementation for both.
+
     async def stat(self, space_id: str, path: str) -> Node:
-        async with self.db.read() as conn:
-            return await self._require(conn, space_id, path)
+        return await self.db.read_with(lambda conn: required(conn, space_id, path))
 
     async def find(self, space_id: str, path: str) -> Node | None:
-        async with self.db.read() as conn:
-            return await self._get(conn, space_id, path)
+        return await self.db.read_with(lambda conn: node_at(conn, space_id, path))
 
     async def quota(self, space_id: str) -> Quota:
-        async with self.db.read() as conn:
-            return await self._quota(conn, space_id)
+        return await self.db.read_with(
+            lambda conn: quota_of(conn, space_id, self.provider_id))
 
     async def listing(
         self, space_id: str, path: str, depth: int, *, with_dead: bool, with_quota: bool
     ) -> Listing:
-        async with self.db.read() as conn:
-            node = await self._require(conn, space_id, path)
+        def read(conn: Connection) -> Listing:
+            node = required(conn, space_id, path)
             listing = Listing(node, [])
             if depth > 0 and node.is_dir:
-                rows = await conn.execute(select(*NODE_COLUMNS).where(
+                rows = conn.execute(select(*NODE_COLUMNS).where(
                     nodes.c.space_id == space_id, nodes.c.parent_id == node.id,
                 ).order_by(nodes.c.name))
                 listing.children = [Node(*r) for r in rows]
             if with_dead:
-                listing.dead = await self._dead_props(conn, space_id, node, depth)
+                listing.dead = dead_props_of(conn, space_id, node, depth)
             if with_quota:
-                listing.quota = await self._quota(conn, space_id)
-        return listing
+                listing.quota = quota_of(conn, space_id, self.provider_id)
+            return listing
+
+        return await self.db.read_with(read)
 
     # -- changes --------------------------------------------------------------------
 
@@ -279,15 +283,10 @@ class Tree:
     # -- helpers (all run inside the caller's connection) ---------------------------
 
     async def _get(self, conn: AsyncConnection, space_id: str, path: str) -> Node | None:
-        row = (await conn.execute(select(*NODE_COLUMNS).where(
-            nodes.c.space_id == space_id, nodes.c.path == path))).first()
-        return Node(*row) if row else None
+        return await conn.run_sync(node_at, space_id, path)
 
     async def _require(self, conn: AsyncConnection, space_id: str, path: str) -> Node:
-        node = await self._get(conn, space_id, path)
-        if node is None:
-            raise NotFound("space not found" if path == "" else "resource not found")
-        return node
+        return await conn.run_sync(required, space_id, path)
 
     async def _parent(self, conn: AsyncConnection, space_id: str, path: str) -> Node:
         parent = await self._get(conn, space_id, parent_of(path))
@@ -304,14 +303,7 @@ class Tree:
         return existing
 
     async def _quota(self, conn: AsyncConnection, space_id: str) -> Quota:
-        row = (await conn.execute(
-            select(provider_spaces.c.quota_total, nodes.c.size)
-            .join(nodes, nodes.c.id == provider_spaces.c.root_id)
-            .where(provider_spaces.c.space_id == space_id,
-                   provider_spaces.c.provider_id == self.provider_id))).first()
-        if row is None:
-            raise NotFound("space not found")
-        return Quota(total=row[0], used=row[1])
+        return await conn.run_sync(quota_of, space_id, self.provider_id)
 
     async def _check_quota(self, conn: AsyncConnection, space_id: str, delta: int) -> None:
         quota = await self._quota(conn, space_id)
@@ -380,22 +372,6 @@ class Tree:
             await conn.execute(insert(dead_props), [
                 dict(p, node_id=new_ids[p["node_id"]]) for p in props])
 
-    async def _dead_props(
-        self, conn: AsyncConnection, space_id: str, node: Node, depth: int
-    ) -> dict[str, dict[tuple[str, str], str]]:
-        scope = nodes.c.id == node.id
-        if depth > 0 and node.is_dir:
-            scope = or_(scope, nodes.c.parent_id == node.id)
-        rows = await conn.execute(
-            select(dead_props.c.node_id, dead_props.c.namespace, dead_props.c.name,
-                   dead_props.c.xml)
-            .join(nodes, nodes.c.id == dead_props.c.node_id)
-            .where(nodes.c.space_id == space_id, scope))
-        found: dict[str, dict[tuple[str, str], str]] = {}
-        for node_id, namespace, name, xml in rows:
-            found.setdefault(node_id, {})[namespace, name] = xml
-        return found
-
     async def _drop_blobs(self, space_id: str, blob_ids: list[str]) -> None:
         # Shielded: cleanup must finish even when the request task is being cancelled.
         with anyio.CancelScope(shield=True):
@@ -424,3 +400,44 @@ def _check_transfer(src: str, dst: str) -> None:
 
 def _values(node: Node) -> dict[str, object]:
     return {c.name: getattr(node, c.name) for c in NODE_COLUMNS}
+
+
+def node_at(conn: Connection, space_id: str, path: str) -> Node | None:
+    row = conn.execute(select(*NODE_COLUMNS).where(
+        nodes.c.space_id == space_id, nodes.c.path == path)).first()
+    return Node(*row) if row else None
+
+
+def required(conn: Connection, space_id: str, path: str) -> Node:
+    node = node_at(conn, space_id, path)
+    if node is None:
+        raise NotFound("space not found" if path == "" else "resource not found")
+    return node
+
+
+def quota_of(conn: Connection, space_id: str, provider_id: str) -> Quota:
+    row = conn.execute(
+        select(provider_spaces.c.quota_total, nodes.c.size)
+        .join(nodes, nodes.c.id == provider_spaces.c.root_id)
+        .where(provider_spaces.c.space_id == space_id,
+               provider_spaces.c.provider_id == provider_id)).first()
+    if row is None:
+        raise NotFound("space not found")
+    return Quota(total=row[0], used=row[1])
+
+
+def dead_props_of(conn: Connection, space_id: str, node: Node,
+                  depth: int) -> dict[str, dict[tuple[str, str], str]]:
+    """Dead properties of ``node`` (and its children at depth 1), by node id."""
+    scope = nodes.c.id == node.id
+    if depth > 0 and node.is_dir:
+        scope = or_(scope, nodes.c.parent_id == node.id)
+    rows = conn.execute(
+        select(dead_props.c.node_id, dead_props.c.namespace, dead_props.c.name,
+               dead_props.c.xml)
+        .join(nodes, nodes.c.id == dead_props.c.node_id)
+        .where(nodes.c.space_id == space_id, scope))
+    found: dict[str, dict[tuple[str, str], str]] = {}
+    for node_id, namespace, name, xml in rows:
+        found.setdefault(node_id, {})[namespace, name] = xml
+    return found

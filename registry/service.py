@@ -219,8 +219,7 @@ class RegistryService(FolderSharing, Memberships, RemoteSpaces):
                 spaces.c.id == space_id, space_members.c.principal_id.in_(principal_ids(principal))
             )
         )
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self.db.read_with(lambda conn: conn.execute(query).all())
         if not rows:
             raise NotFound(f"no space {space_id!r}")
         role = strongest([r.role for r in rows])
