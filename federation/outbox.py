@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import httpx
 import orjson
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -146,11 +146,11 @@ async def retry_failed(conn: AsyncConnection, message_id: int | None = None) -> 
 
 
 def _heads() -> Select[Any]:
-    """Each peer's oldest unfinished message."""
-    earlier = outbox.alias("earlier")
-    return select(outbox).where(outbox.c.state.in_(_PENDING), ~exists().where(
-        earlier.c.peer == outbox.c.peer, earlier.c.id < outbox.c.id,
-        earlier.c.state.in_(_PENDING)))
+    """Each peer's oldest unfinished message: one pass over the pending rows
+    (``ix_outbox_due``), however many delivered rows the outbox keeps."""
+    firsts = (select(func.min(outbox.c.id)).where(outbox.c.state.in_(_PENDING))
+              .group_by(outbox.c.peer))
+    return select(outbox).where(outbox.c.id.in_(firsts))
 
 
 async def claim(db: Database, *, limit: int, lease_seconds: float) -> list[Message]:
@@ -245,6 +245,9 @@ class Delivery:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[asyncio.Task[None], Message] = {}
+        # A claim runs as its own task, so one that commits while the worker is being
+        # stopped is not lost with its rows leased (they would wait out the lease).
+        self._claiming: asyncio.Task[list[Message]] | None = None
 
     def notify(self) -> None:
         self._wake.set()
@@ -255,11 +258,15 @@ class Delivery:
     async def stop(self) -> None:
         """Stop; messages being sent are released for the next worker at once."""
         sending = list(self._inflight.values())
+        claiming = self._claiming
         tasks = [t for t in (self._task, *self._inflight) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
+        if claiming is not None:
+            with contextlib.suppress(Exception):
+                sending += [m for m in await claiming if m not in sending]
         for message in sending:  # a no-op for those whose outcome was recorded
             await self._store(message, {"state": "queued", "next_attempt_ms": now_ms()})
 
@@ -270,8 +277,11 @@ class Delivery:
             try:
                 room = self.settings.concurrency - len(self._inflight)
                 if room > 0:
-                    for message in await claim(self.db, limit=room,
-                                               lease_seconds=self.settings.lease_seconds):
+                    self._claiming = asyncio.create_task(claim(
+                        self.db, limit=room, lease_seconds=self.settings.lease_seconds))
+                    claimed = await asyncio.shield(self._claiming)
+                    self._claiming = None
+                    for message in claimed:
                         task = asyncio.create_task(self._attempt(message))
                         self._inflight[task] = message
                         task.add_done_callback(self._done)

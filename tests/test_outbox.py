@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from federation import outbox as outbox_module
 from federation.outbox import (
     Delivery,
     Message,
@@ -35,6 +36,7 @@ from federation.settings import FederationSettings
 from fedspace.db import Database
 from fedspace.outbound import Outbound
 from fedspace.settings import OutboundSettings
+from fedspace.sqltypes import now_ms
 
 Answer = tuple[int, dict[str, str], bytes]
 FAST = FederationSettings(retry_base_seconds=0.05, retry_cap_seconds=0.2, poll_seconds=0.2,
@@ -279,6 +281,30 @@ async def test_stop_releases_messages_being_sent(db: Database, worker) -> None:
     await delivery.stop()
     released = await wait_for(db, "s1", "queued", attempts=1)
     assert released.last_attempt_ms is None  # no answer was recorded
+
+
+async def test_stop_during_a_claim_releases_what_it_claimed(
+        db: Database, worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    committed, proceed = asyncio.Event(), asyncio.Event()
+    real_claim = outbox_module.claim
+
+    async def slow_claim(*args: object, **kwargs: object) -> list[Message]:
+        claimed = await real_claim(*args, **kwargs)  # committed: the rows are leased
+        if claimed:
+            committed.set()
+            await proceed.wait()  # the worker is stopped here
+        return claimed
+
+    monkeypatch.setattr(outbox_module, "claim", slow_claim)
+    await put(db, "s1", "https://cloud.paris.test/ocm/shares")
+    delivery = await worker(send=lambda message: asyncio.Event().wait())
+    await asyncio.wait_for(committed.wait(), 10)
+    stopping = asyncio.create_task(delivery.stop())
+    await asyncio.sleep(0.05)
+    proceed.set()
+    await stopping
+    released = await wait_for(db, "s1", "queued", attempts=1)
+    assert released.next_attempt_ms <= now_ms()  # due now, not after the lease
 
 
 async def test_two_workers_never_send_a_message_twice(
