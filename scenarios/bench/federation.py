@@ -27,18 +27,17 @@ import httpx
 
 from scenarios.bench import instance
 from scenarios.bench.arrivals import Arrivals
-from scenarios.bench.harness import Session, shell
+from scenarios.bench.harness import Session
 from scenarios.bench.model import BenchError, Figure, Limit, Result, Stat, benchmark
 from scenarios.bench.peers import basic
-from scenarios.bench.procs import Server, free_port, poll_until
+from scenarios.bench.procs import Server
 from scenarios.bench.signing import signing_us
 from scenarios.rig_machine import RIG_JSON
-from scenarios.rigfile import RigFile, RigFileError, load_rig
+from scenarios.rigfile import RigFile, load_rig
 
 CONCURRENCY = 16  # invites in flight
 FULL_SHARES, QUICK_SHARES = 1000, 10
 WARMUP = 16  # shares before the measured rounds: discovery, keys and connections warm
-RIG_TIMEOUT = 120.0
 SIGNATURES = 1000  # sign+verify operations per measured round
 
 
@@ -145,22 +144,8 @@ class Driver:
 def start_rig(session: Session, name: str) -> tuple[Server, RigFile]:
     """``fedspace rig up`` in a fresh state folder on the server core, until ready."""
     state = session.dir(name)
-    argv = session.pin(instance.fedspace_argv("rig", "up", "--state", str(state), "--port",
-                                              str(free_port("127.77.1.1"))), "server")
-    session.servers["rig (share-1000)"] = shell(argv)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDSPACE_")}
-    server = Server("fedspace rig up", argv, state.parent / f"{name}.log", env=env)
+    server = instance.spawn_rig(session, state, "rig (share-1000)")
     session.stack.callback(server.stop)
-
-    def ready() -> bool:
-        if server.proc.poll() is not None:
-            raise BenchError(f"the rig exited ({server.proc.returncode}): {server.log_tail()}")
-        with contextlib.suppress(RigFileError):
-            info = load_rig(state / RIG_JSON)
-            return info.pid == server.pid and info.status == "ready"
-        return False
-
-    poll_until(ready, timeout=RIG_TIMEOUT, what="the rig ready")
     return server, load_rig(state / RIG_JSON)
 
 

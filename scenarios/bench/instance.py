@@ -4,6 +4,7 @@ SQLite, on loopback over plain HTTP, and a user who authenticates the way sync c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -18,7 +19,9 @@ import httpx
 from scenarios.bench.harness import Session, shell
 from scenarios.bench.model import BenchError
 from scenarios.bench.peers import USER, basic
-from scenarios.bench.procs import Server, free_port, run
+from scenarios.bench.procs import Server, free_port, poll_until, run
+from scenarios.rig_machine import RIG_JSON
+from scenarios.rigfile import RigFileError, load_rig
 
 SEED_CONCURRENCY = 8
 
@@ -143,3 +146,31 @@ def _check(answer: httpx.Response, what: Path) -> None:
     if not answer.is_success:
         raise BenchError(f"seeding {what.name}: {answer.request.method} answered "
                          f"{answer.status_code}")
+
+
+RIG_TIMEOUT = 120.0
+
+
+def spawn_rig(session: Session, state: Path, key: str) -> Server:
+    """``fedspace rig up`` in ``state`` on the server core, waited for until its rig.json
+    says ready (``Server.started`` is when it was spawned); the caller stops it."""
+    argv = session.pin(fedspace_argv("rig", "up", "--state", str(state), "--port",
+                                     str(free_port("127.77.1.1"))), "server")
+    session.servers[key] = shell(argv)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDSPACE_")}
+    server = Server("fedspace rig up", argv, state.parent / f"{state.name}.log", env=env)
+
+    def ready() -> bool:
+        if server.proc.poll() is not None:
+            raise BenchError(f"the rig exited ({server.proc.returncode}): {server.log_tail()}")
+        with contextlib.suppress(RigFileError):
+            info = load_rig(state / RIG_JSON)
+            return info.pid == server.pid and info.status == "ready"
+        return False
+
+    try:
+        poll_until(ready, timeout=RIG_TIMEOUT, what="the rig ready")
+    except BaseException:
+        server.stop()
+        raise
+    return server

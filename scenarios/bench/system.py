@@ -6,8 +6,6 @@ fresh instance, and startup is measured from the spawn of the process.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -15,15 +13,12 @@ from pathlib import Path
 
 from scenarios.bench import instance, wrk
 from scenarios.bench.harness import Session, rounds, shell
-from scenarios.bench.model import BenchError, Figure, Limit, Result, Stat, benchmark
-from scenarios.bench.procs import Server, free_port, poll_until
+from scenarios.bench.model import Figure, Limit, Result, Stat, benchmark
+from scenarios.bench.procs import Server
 from scenarios.bench.webdav import propfind_body
-from scenarios.rig_machine import RIG_JSON
-from scenarios.rigfile import RigFileError, load_rig
 
 IDLE_SETTLE = 2.0  # seconds after /readyz before the idle reading
 SAMPLE_EVERY = 0.1  # seconds between RSS readings under load
-RIG_TIMEOUT = 90.0
 
 
 def _peak_during(server: Server, work: Callable[[], object]) -> float:
@@ -71,10 +66,6 @@ def memory(session: Session) -> list[Result]:
     ]
 
 
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("FEDSPACE_")}
-
-
 def _serve_ready(session: Session, home: instance.Home) -> float:
     server, _, ready = instance.spawn(session, home)
     server.stop()
@@ -83,22 +74,8 @@ def _serve_ready(session: Session, home: instance.Home) -> float:
 
 def _rig_ready(session: Session, state: Path) -> float:
     """Seconds from spawning ``fedspace rig up`` until its rig.json says ready."""
-    port = free_port("127.77.1.1")
-    argv = session.pin(instance.fedspace_argv("rig", "up", "--state", str(state),
-                                              "--port", str(port)), "server")
-    session.servers["rig"] = shell(argv)
-    server = Server("fedspace rig up", argv, state.parent / "rig.log", env=_clean_env())
-
-    def ready() -> bool:
-        if server.proc.poll() is not None:
-            raise BenchError(f"the rig exited ({server.proc.returncode}): {server.log_tail()}")
-        with contextlib.suppress(RigFileError):
-            info = load_rig(state / RIG_JSON)
-            return info.pid == server.pid and info.status == "ready"
-        return False
-
+    server = instance.spawn_rig(session, state, "rig")
     try:
-        poll_until(ready, timeout=RIG_TIMEOUT, what="the rig ready")
         return time.monotonic() - server.started
     finally:
         server.stop()
