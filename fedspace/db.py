@@ -63,19 +63,16 @@ class Database:
             self._configure_sqlite()
 
     def _configure_sqlite(self) -> None:
-        sync_engine = self.engine.sync_engine
-        event.listen(sync_engine, "connect", _sqlite_pragmas)
+        engines = [self.engine.sync_engine]
         if self.url.database and self.url.database != ":memory:":
             readers = create_engine(
                 self.url.set(drivername="sqlite+pysqlite"), pool_size=READERS,
                 connect_args={"timeout": 30, "check_same_thread": False})
-            event.listen(readers, "connect", _sqlite_pragmas)  # autocommit: no BEGIN
             self._readers = readers, ThreadPoolExecutor(READERS, "fedspace-db-read")
-
-        @event.listens_for(sync_engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            mode = "IMMEDIATE" if conn.get_execution_options().get("fedspace_write") else ""
-            conn.exec_driver_sql(f"BEGIN {mode}".strip())
+            engines.append(readers)
+        for engine in engines:
+            event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -84,11 +81,8 @@ class Database:
             yield conn
 
     async def read_with(self, read: Callable[[Connection], T]) -> T:
-        """``read(connection)`` for a hot path, in one round trip (see the module notes).
-
-        With SQLite each statement sees the newest committed state (autocommit), so a read
-        of several statements must not rely on one snapshot; PostgreSQL runs it in one
-        transaction of the async engine."""
+        """``read(connection)`` for a hot path, in one round trip (see the module notes),
+        inside one read transaction like ``read()``: its statements share a snapshot."""
         if self._readers is None:
             async with self.read() as conn:
                 return await conn.run_sync(read)
@@ -127,6 +121,12 @@ class Database:
             engine, pool = self._readers
             pool.shutdown(wait=True)
             engine.dispose()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Writes take the lock up front (``BEGIN IMMEDIATE``); reads begin deferred."""
+    mode = "IMMEDIATE" if conn.get_execution_options().get("fedspace_write") else ""
+    conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

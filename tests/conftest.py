@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from fedspace.app import Instance
+from fedspace.db import Database
 from fedspace.settings import Settings
 
 POSTGRES_URL = os.environ.get("FEDSPACE_TEST_POSTGRES_URL", "")
@@ -78,6 +79,15 @@ async def _admin(dsn: str, sql: str) -> None:
 async def database_url(databases: NewDatabase) -> str:
     """A fresh database for tests that need just one."""
     return await databases("main")
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A migrated database of its own."""
+    database = Database(database_url)
+    await database.migrate()
+    yield database
+    await database.close()
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:

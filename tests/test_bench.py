@@ -139,14 +139,20 @@ def test_regeneration_keeps_the_notes_section(tmp_path: Path) -> None:
                     "(apt-get install wrk); .ci/run installs it")
 def test_quick_run_end_to_end(tmp_path: Path) -> None:
     """fedspace and wsgidav really served the same load and the report says so."""
+    rows, text = quick_run(tmp_path, "propfind-0")
+    assert len(rows) == 1 and "wsgidav" in rows[0]
+    assert rows[0].split(" | ")[5].endswith("x")  # a ratio, whatever its value
+    assert report.NOTES_HEADING in text
+    assert str(tmp_path) not in text and sys.executable not in text
+
+
+def quick_run(tmp_path: Path, name: str) -> tuple[list[str], str]:
+    """``fedspace bench --quick NAME`` end to end: the report's rows for it, and the report."""
     out = tmp_path / "B.md"
     done = subprocess.run(
-        [sys.executable, "-m", "fedspace", "bench", "--quick", "propfind-0", "--output",
+        [sys.executable, "-m", "fedspace", "bench", "--quick", name, "--output",
          str(out), "--work-dir", str(tmp_path / "work")],
         capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| propfind-0 |")]
-    assert len(rows) == 1 and "wsgidav" in rows[0]
-    assert rows[0].split(" | ")[5].endswith("x")  # a ratio, whatever its value
-    assert report.NOTES_HEADING in out.read_text()
-    assert str(tmp_path) not in out.read_text() and sys.executable not in out.read_text()
+    text = out.read_text()
+    return [line for line in text.splitlines() if line.startswith(f"| {name} |")], text

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +16,7 @@ import httpx
 import pytest
 from conftest import Running, make_settings
 from sqlalchemy import create_engine, insert, select
+from test_bench import quick_run
 
 from fedspace.app import Instance
 from fedspace.auth import Principal
@@ -161,12 +160,6 @@ def test_benchmarks_are_registered() -> None:
                     "(apt-get install wrk); .ci/run installs it")
 def test_quick_drives_50_end_to_end(tmp_path: Path) -> None:
     """fedspace and the constant route really served the same load, and the report says so."""
-    out = tmp_path / "B.md"
-    done = subprocess.run(
-        [sys.executable, "-m", "fedspace", "bench", "--quick", "drives-50", "--output",
-         str(out), "--work-dir", str(tmp_path / "work")],
-        capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    rows = [line for line in out.read_text().splitlines() if line.startswith("| drives-50 |")]
+    rows, _ = quick_run(tmp_path, "drives-50")
     assert len(rows) == 1 and "bare FastAPI route" in rows[0]
     assert rows[0].split(" | ")[5].endswith("x")  # a ratio, whatever its value

@@ -10,7 +10,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -215,14 +214,6 @@ async def test_require_invite_admits_a_peer_once_invited(pair) -> None:  # type:
     assert r.status_code == 201, r.text
     assert (await send(zurich, paris, "shares", share())).status_code == 201
     assert [c["address"] for c in await contacts(paris, "marie")] == ["einstein@zurich.test"]
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 async def test_require_invite_policy(db: Database, tmp_path: Path) -> None:

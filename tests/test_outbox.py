@@ -83,14 +83,6 @@ async def serve_script() -> AsyncIterator[Script]:
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await database.migrate()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
 async def server() -> AsyncIterator[Script]:
     async with serve_script() as script:
         yield script

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from pydantic import ValidationError
 from federation.peers import Decision, PeerError, PeerPolicy
 from federation.settings import FederationSettings, check_peer_domain
 from fedspace.db import Database
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 def policy(db: Database, tmp_path: Path, **federation: object) -> PeerPolicy:
