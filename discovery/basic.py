@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import time
 
 from starlette.requests import HTTPConnection
 
 from discovery.service import Directory
+from discovery.verified import VerifiedCache, digest
 from fedspace.auth import Principal, Unauthorized
 
 
@@ -23,19 +22,17 @@ class AppPasswordVerifier:
     def __init__(self, directory: Directory, cache_seconds: float = 30.0) -> None:
         self.directory = directory
         self.cache_seconds = cache_seconds
-        # sha256(header) → (principal, expiry); keeps the hot path to one dict lookup.
-        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache: VerifiedCache[Principal] = VerifiedCache()
 
     async def verify(self, conn: HTTPConnection) -> Principal | None:
         header = conn.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "basic":
             return None
-        key = hashlib.sha256(value.encode()).hexdigest()
-        hit = self._cache.get(key)
-        now = time.monotonic()
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        key = digest(value)
+        return self._cache.get(key) or await self._cache.load(key, lambda: self._check(value))
+
+    async def _check(self, value: str) -> tuple[Principal, float]:
         try:
             username, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
@@ -47,10 +44,7 @@ class AppPasswordVerifier:
         if found is None or principal is None:
             raise Unauthorized("Basic", "invalid_token", "unknown user or app password")
         await self.directory.touch_app_password(found[1])
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (principal, now + self.cache_seconds)
-        return principal
+        return principal, self.cache_seconds
 
     def forget(self) -> None:
         """Drop cached verifications (after a revocation in this process)."""

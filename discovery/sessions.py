@@ -14,9 +14,7 @@ verified by the Basic/Bearer verifiers, which browsers do not attach on their ow
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -27,6 +25,7 @@ from discovery.guests import Guests
 from discovery.models import web_sessions
 from discovery.service import Directory
 from discovery.trust import TrustStore
+from discovery.verified import VerifiedCache, digest
 from fedspace.auth import Principal
 from fedspace.db import Database
 from fedspace.problem import Problem
@@ -39,10 +38,6 @@ CACHE_SECONDS = 10.0  # a session ended in another process stops working within 
 # Methods that change nothing (RFC 9110 §9.2.1, RFC 4918 PROPFIND, RFC 3253 REPORT).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def origin_of(url: str) -> str | None:
@@ -69,7 +64,6 @@ def same_origin(conn: HTTPConnection, public_url: str) -> bool:
 class _Cached:
     principal: Principal
     issuer: str | None  # a guest's issuer, re-checked for trust on every hit
-    until: float  # monotonic
 
 
 class WebSessions:
@@ -79,7 +73,7 @@ class WebSessions:
         self.directory = directory
         self.guests = guests
         self.trust = trust
-        self._cache: dict[str, _Cached] = {}
+        self._cache: VerifiedCache[_Cached | None] = VerifiedCache()
 
     async def create(self, principal: Principal) -> str:
         """A new session for ``principal``; returns the cookie value (shown only here)."""
@@ -88,46 +82,45 @@ class WebSessions:
         async with self.db.write() as conn:
             await conn.execute(delete(web_sessions).where(web_sessions.c.expires_ms < now))
             await conn.execute(insert(web_sessions).values(
-                id_hash=_digest(value), principal_id=principal.id, kind=principal.kind,
+                id_hash=digest(value), principal_id=principal.id, kind=principal.kind,
                 created_ms=now, expires_ms=now + SESSION_TTL * 1000))
         return value
 
     async def principal(self, value: str) -> Principal | None:
         """Who the session belongs to, or None if it is unknown, expired or its principal
         is gone (disabled user, guest of an issuer no longer trusted)."""
-        digest = _digest(value)
-        hit = self._cache.get(digest)
-        if hit is not None and hit.until > time.monotonic() and (
-                hit.issuer is None or await self.trust.get(hit.issuer) is not None):
-            return hit.principal
-        self._cache.pop(digest, None)
+        key = digest(value)
+        hit = self._cache.get(key)
+        if hit is not None:
+            if hit.issuer is None or await self.trust.get(hit.issuer) is not None:
+                return hit.principal
+            self._cache.drop(key)
+        found = await self._cache.load(key, lambda: self._lookup(key))
+        return found.principal if found is not None else None
+
+    async def _lookup(self, key: str) -> tuple[_Cached | None, float]:
         async with self.db.read() as conn:
             row = (await conn.execute(select(web_sessions).where(
-                web_sessions.c.id_hash == digest))).first()
+                web_sessions.c.id_hash == key))).first()
         if row is None or row.expires_ms <= now_ms():
-            return None
+            return None, 0
         issuer = None
         if row.kind == "user":
             principal = await self.directory.principal(row.principal_id)
         else:
             guest = await self.guests.get(row.principal_id)
             if guest is None or await self.trust.get(guest.issuer) is None:
-                return None
+                return None, 0
             principal, issuer = guest.principal(), guest.issuer
         if principal is None:
-            return None
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        until = min(time.monotonic() + CACHE_SECONDS,
-                    time.monotonic() + (row.expires_ms - now_ms()) / 1000)
-        self._cache[digest] = _Cached(principal, issuer, until)
-        return principal
+            return None, 0
+        return _Cached(principal, issuer), min(CACHE_SECONDS, (row.expires_ms - now_ms()) / 1000)
 
     async def delete(self, value: str) -> None:
-        digest = _digest(value)
-        self._cache.pop(digest, None)
+        key = digest(value)
+        self._cache.drop(key)
         async with self.db.write() as conn:
-            await conn.execute(delete(web_sessions).where(web_sessions.c.id_hash == digest))
+            await conn.execute(delete(web_sessions).where(web_sessions.c.id_hash == key))
 
 
 class SessionVerifier:

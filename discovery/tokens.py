@@ -13,7 +13,6 @@ problem from a key rollover from a misconfigured audience.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import warnings
@@ -38,6 +37,7 @@ from discovery.client import DiscoveryClient, DiscoveryError
 from discovery.guests import GuestError, Guests
 from discovery.service import Directory
 from discovery.trust import TrustStore
+from discovery.verified import VerifiedCache, digest
 from fedspace.auth import Principal, Unauthorized
 from fedspace.settings import Settings
 
@@ -242,7 +242,6 @@ async def _key_set(source: KeySource, issuer: str, *, refresh: bool) -> KeySet:
 class _Verified:
     principal: Principal
     issuer: str
-    until: float  # wall-clock seconds
 
 
 class BearerVerifier:
@@ -260,30 +259,27 @@ class BearerVerifier:
         self.refreshes = Refreshes()
         # sha256(token) → verification; the hot path is one dict lookup. A disabled local
         # user keeps access for at most CACHE_SECONDS, as with app passwords.
-        self._cache: dict[str, _Verified] = {}
+        self._cache: VerifiedCache[_Verified] = VerifiedCache()
 
     async def verify(self, conn: HTTPConnection) -> Principal | None:
         scheme, _, token = conn.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return None
         token = token.strip()
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        hit = self._cache.get(digest)
+        key = digest(token)
+        hit = self._cache.get(key)
         if hit is not None:
             # Re-check trust: a removed issuer's tokens stop working without waiting.
-            if hit.until > time.time() and await self._trusted(hit.issuer):
+            if await self._trusted(hit.issuer):
                 return hit.principal
-            del self._cache[digest]
-        verified = await self._verify(token)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[digest] = verified
+            self._cache.drop(key)
+        verified = await self._cache.load(key, lambda: self._verify(token))
         return verified.principal
 
     async def _trusted(self, issuer: str) -> bool:
         return issuer == self.settings.discovery.issuer or await self.trust.get(issuer) is not None
 
-    async def _verify(self, token: str) -> _Verified:
+    async def _verify(self, token: str) -> tuple[_Verified, float]:
         try:
             parsed = parse(token, TOKEN_TYPES)
             issuer = parsed.issuer
@@ -309,8 +305,9 @@ class BearerVerifier:
             except GuestError as exc:
                 raise _fail(f"cannot admit guest: {exc}") from None
             principal = guest.principal()
-        until, exp = time.time() + CACHE_SECONDS, claims["exp"]
-        return _Verified(principal, issuer, until if exp >= until else float(exp))
+        now, exp = time.time(), claims["exp"]  # exp may be any JSON integer, however large
+        seconds = CACHE_SECONDS if exp >= now + CACHE_SECONDS else float(exp) - now
+        return _Verified(principal, issuer), seconds
 
 
     async def _local(self, subject: str, claims: dict[str, Any]) -> Principal | None:
