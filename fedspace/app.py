@@ -102,13 +102,14 @@ class Instance:
     def _build_app(self) -> FastAPI:
         app = FastAPI(title="fedspace", docs_url=None, redoc_url=None, openapi_url=None)
         problem.install(app)
-        for component in self.components:
-            for router in component.routers():
-                app.include_router(router)
         if "registry" in self.only or "provider" in self.only:
             from fedspace.gateway import router as dav_router
 
+            # First: routes match in order, and WebDAV is the hot path.
             app.include_router(dav_router(self.ctx))
+        for component in self.components:
+            for router in component.routers():
+                app.include_router(router)
         self._mount_idp(app)
 
         app.add_api_route("/healthz", _healthz, include_in_schema=False)

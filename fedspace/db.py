@@ -12,7 +12,10 @@ writers inside the process with a lock and starts SQLite write transactions with
 Hot reads (a request's route, a stat, a listing) go through ``read_with``: with SQLite a
 small pool of threads runs the whole read on plain pysqlite connections, one hop from the
 event loop per read, where aiosqlite hops threads for every cursor call, BEGIN and
-ROLLBACK (measured: 4-5 times the cost under concurrent requests).
+ROLLBACK (measured: 4-5 times the cost under concurrent requests). Hot writes (an
+upload's commit) go through ``write_with`` the same way, on one writer connection: the
+whole transaction is one hop, so the write lock is held for the transaction's work and
+not for a dozen thread round trips.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -59,17 +62,16 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._write_lock = asyncio.Lock()
         self._readers: tuple[Engine, ThreadPoolExecutor] | None = None
+        self._writer: tuple[Engine, ThreadPoolExecutor] | None = None
         if self.is_sqlite:
             self._configure_sqlite()
 
     def _configure_sqlite(self) -> None:
         engines = [self.engine.sync_engine]
         if self.url.database and self.url.database != ":memory:":
-            readers = create_engine(
-                self.url.set(drivername="sqlite+pysqlite"), pool_size=READERS,
-                connect_args={"timeout": 30, "check_same_thread": False})
-            self._readers = readers, ThreadPoolExecutor(READERS, "fedspace-db-read")
-            engines.append(readers)
+            self._readers = _sync_engine(self.url, READERS, "fedspace-db-read")
+            self._writer = _sync_engine(self.url, 1, "fedspace-db-write", fedspace_write=True)
+            engines += [self._readers[0], self._writer[0]]
         for engine in engines:
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
@@ -94,6 +96,26 @@ class Database:
 
         return await asyncio.get_running_loop().run_in_executor(pool, run)
 
+    async def write_with(self, write: Callable[[Connection], T]) -> T:
+        """``write(connection)`` as one transaction in one round trip (a hot write), like
+        ``write()``: committed when it returns, rolled back when it raises."""
+        if self._writer is None:
+            async with self.write() as conn:
+                return await conn.run_sync(write)
+        engine, pool = self._writer
+
+        def run() -> T:
+            with engine.begin() as conn:
+                return write(conn)
+
+        async with self._write_lock:
+            future = asyncio.get_running_loop().run_in_executor(pool, run)
+            try:
+                return await asyncio.shield(future)
+            finally:
+                if not future.done():  # cancelled: keep the lock until the transaction ends
+                    await asyncio.wait({future})
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends, rolled back on any error."""
@@ -117,10 +139,18 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
-        if self._readers is not None:
-            engine, pool = self._readers
+        for engine, pool in filter(None, (self._readers, self._writer)):
             pool.shutdown(wait=True)
             engine.dispose()
+
+
+def _sync_engine(url: URL, size: int, name: str,
+                 **options: Any) -> tuple[Engine, ThreadPoolExecutor]:
+    """A pysqlite engine with as many connections as the threads that use it."""
+    engine = create_engine(url.set(drivername="sqlite+pysqlite"), pool_size=size,
+                           max_overflow=0, execution_options=options,
+                           connect_args={"timeout": 30, "check_same_thread": False})
+    return engine, ThreadPoolExecutor(size, name)
 
 
 def _sqlite_begin(conn: Connection) -> None:

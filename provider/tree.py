@@ -177,30 +177,35 @@ class Tree:
         self, space_id: str, path: str, blob: BlobInfo, *, content_type: str,
         mtime_ns: int | None = None, check: NodeCheck | None = None,
     ) -> tuple[Node, bool]:
-        """Point ``path`` at ``blob``; returns (node, created). Consumes the blob on failure."""
+        """Point ``path`` at ``blob``; returns (node, created). Consumes the blob on failure.
+
+        The hot write: one transaction in one round trip (``Database.write_with``)."""
+
+        def write(conn: Connection) -> tuple[Node, Node | None, list[str]]:
+            old = node_at(conn, space_id, path)
+            if check is not None:
+                check(old)
+            if old is not None and old.is_dir:
+                raise NotAllowed("cannot PUT to a folder")
+            parent = parent_node(conn, space_id, path)
+            delta = blob.size - (old.size if old else 0)
+            check_quota(conn, space_id, self.provider_id, delta)
+            shares = shares_over(conn, space_id, path)
+            now = time.time_ns()
+            node = Node(
+                old.id if old else str(uuid.uuid4()), parent.id, path,
+                path.rpartition("/")[2], False, blob.size, new_etag(),
+                mtime_ns if mtime_ns is not None else now, blob.blob_id, content_type,
+                blob.sha1, blob.md5, blob.adler32)
+            if old is None:
+                conn.execute(insert(nodes).values(space_id=space_id, **_values(node)))
+            else:
+                conn.execute(update(nodes).where(nodes.c.id == old.id).values(**_values(node)))
+            propagate(conn, space_id, path, delta, now)
+            return node, old, shares
+
         try:
-            async with self.db.write() as conn:
-                old = await self._get(conn, space_id, path)
-                if check is not None:
-                    check(old)
-                if old is not None and old.is_dir:
-                    raise NotAllowed("cannot PUT to a folder")
-                parent = await self._parent(conn, space_id, path)
-                delta = blob.size - (old.size if old else 0)
-                await self._check_quota(conn, space_id, delta)
-                shares = await self._shares_over(conn, space_id, path)
-                now = time.time_ns()
-                node = Node(
-                    old.id if old else str(uuid.uuid4()), parent.id, path,
-                    path.rpartition("/")[2], False, blob.size, new_etag(),
-                    mtime_ns if mtime_ns is not None else now, blob.blob_id, content_type,
-                    blob.sha1, blob.md5, blob.adler32)
-                if old is None:
-                    await conn.execute(insert(nodes).values(space_id=space_id, **_values(node)))
-                else:
-                    await conn.execute(
-                        update(nodes).where(nodes.c.id == old.id).values(**_values(node)))
-                await self._propagate(conn, space_id, path, delta, now)
+            node, old, shares = await self.db.write_with(write)
         except BaseException:
             await self._drop_blobs(space_id, [blob.blob_id])
             raise
@@ -289,10 +294,7 @@ class Tree:
         return await conn.run_sync(required, space_id, path)
 
     async def _parent(self, conn: AsyncConnection, space_id: str, path: str) -> Node:
-        parent = await self._get(conn, space_id, parent_of(path))
-        if parent is None or not parent.is_dir:
-            raise Conflict("the parent folder does not exist")
-        return parent
+        return await conn.run_sync(parent_node, space_id, path)
 
     async def _make_room(
         self, conn: AsyncConnection, space_id: str, dst: str, overwrite: bool
@@ -302,36 +304,16 @@ class Tree:
             raise PreconditionFailed("the destination exists and Overwrite is F")
         return existing
 
-    async def _quota(self, conn: AsyncConnection, space_id: str) -> Quota:
-        return await conn.run_sync(quota_of, space_id, self.provider_id)
-
     async def _check_quota(self, conn: AsyncConnection, space_id: str, delta: int) -> None:
-        quota = await self._quota(conn, space_id)
-        if delta > 0 and quota.total and quota.used + delta > quota.total:
-            raise QuotaExceeded("the space quota would be exceeded")
+        await conn.run_sync(check_quota, space_id, self.provider_id, delta)
 
     async def _propagate(
         self, conn: AsyncConnection, space_id: str, path: str, delta: int, now: int
     ) -> None:
-        # One fresh random part per change plus a piece of each node's id: every
-        # ancestor gets a new ETag that is also distinct from its siblings'.
-        etag = literal(new_etag()[:24], String()).concat(func.substr(nodes.c.id, 1, 8))
-        await conn.execute(update(nodes).where(
-            nodes.c.space_id == space_id, nodes.c.path.in_(ancestors(path)),
-        ).values(etag=etag, mtime_ns=now, size=nodes.c.size + delta))
+        await conn.run_sync(propagate, space_id, path, delta, now)
 
     async def _shares_over(self, conn: AsyncConnection, space_id: str, *paths: str) -> list[str]:
-        """Share spaces of ``space_id`` rooted at one of ``paths`` or an ancestor of it.
-
-        One query on the indexed ``base_space_id``; nothing to join for the many spaces
-        without shares.
-        """
-        around = {p for path in paths for p in (*ancestors(path), path)}
-        rows = await conn.execute(
-            select(provider_spaces.c.space_id)
-            .join(nodes, nodes.c.id == provider_spaces.c.root_id)
-            .where(provider_spaces.c.base_space_id == space_id, nodes.c.path.in_(around)))
-        return list(rows.scalars())
+        return await conn.run_sync(shares_over, space_id, *paths)
 
     async def _remove(self, conn: AsyncConnection, space_id: str, node: Node) -> list[str]:
         """Delete a node and its subtree; returns the blobs to delete after commit."""
@@ -424,6 +406,43 @@ def quota_of(conn: Connection, space_id: str, provider_id: str) -> Quota:
     if row is None:
         raise NotFound("space not found")
     return Quota(total=row[0], used=row[1])
+
+
+def parent_node(conn: Connection, space_id: str, path: str) -> Node:
+    parent = node_at(conn, space_id, parent_of(path))
+    if parent is None or not parent.is_dir:
+        raise Conflict("the parent folder does not exist")
+    return parent
+
+
+def check_quota(conn: Connection, space_id: str, provider_id: str, delta: int) -> None:
+    quota = quota_of(conn, space_id, provider_id)
+    if delta > 0 and quota.total and quota.used + delta > quota.total:
+        raise QuotaExceeded("the space quota would be exceeded")
+
+
+def propagate(conn: Connection, space_id: str, path: str, delta: int, now: int) -> None:
+    """New ETag, mtime and size for every ancestor of ``path`` (one UPDATE)."""
+    # One fresh random part per change plus a piece of each node's id: every
+    # ancestor gets a new ETag that is also distinct from its siblings'.
+    etag = literal(new_etag()[:24], String()).concat(func.substr(nodes.c.id, 1, 8))
+    conn.execute(update(nodes).where(
+        nodes.c.space_id == space_id, nodes.c.path.in_(ancestors(path)),
+    ).values(etag=etag, mtime_ns=now, size=nodes.c.size + delta))
+
+
+def shares_over(conn: Connection, space_id: str, *paths: str) -> list[str]:
+    """Share spaces of ``space_id`` rooted at one of ``paths`` or an ancestor of it.
+
+    One query on the indexed ``base_space_id``; nothing to join for the many spaces
+    without shares.
+    """
+    around = {p for path in paths for p in (*ancestors(path), path)}
+    rows = conn.execute(
+        select(provider_spaces.c.space_id)
+        .join(nodes, nodes.c.id == provider_spaces.c.root_id)
+        .where(provider_spaces.c.base_space_id == space_id, nodes.c.path.in_(around)))
+    return list(rows.scalars())
 
 
 def dead_props_of(conn: Connection, space_id: str, node: Node,
