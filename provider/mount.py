@@ -62,8 +62,7 @@ class Mounts:
             .select_from(provider_spaces.outerjoin(
                 nodes, nodes.c.id == provider_spaces.c.root_id))
             .where(provider_spaces.c.space_id == space_id))
-        async with self.db.read() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self.db.read_with(lambda conn: conn.execute(query).first())
         if row is None:  # unknown here: the tree answers "space not found" as usual
             return Mount(space_id, space_id, "")
         base_space_id, root_path = row
