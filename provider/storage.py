@@ -66,12 +66,19 @@ class _Digests:
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.adler = 1
 
-    def write(self, fh: IO[bytes], data: bytes) -> None:
-        fh.write(data)
-        self.sha1.update(data)
-        self.md5.update(data)
-        self.adler = zlib.adler32(data, self.adler)
-        self.size += len(data)
+    def write(self, fh: IO[bytes], chunks: list[bytes]) -> None:
+        # Chunk by chunk, each still in the CPU cache for the next pass; hashlib releases
+        # the GIL for all but tiny chunks, so the event loop runs meanwhile.
+        for data in chunks:
+            fh.write(data)
+            self.sha1.update(data)
+            self.md5.update(data)
+            self.adler = zlib.adler32(data, self.adler)
+            self.size += len(data)
+
+    def info(self, blob_id: str) -> BlobInfo:
+        return BlobInfo(blob_id=blob_id, size=self.size, sha1=self.sha1.hexdigest(),
+                        md5=self.md5.hexdigest(), adler32=f"{self.adler:08x}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -98,12 +105,6 @@ class PosixDriver:
     def _temp_dir(self, space_id: str) -> Path:
         return self.root / space_id / "tmp"
 
-    def _new_temp(self, space_id: str) -> tuple[Path, IO[bytes]]:
-        tmp_dir = self._temp_dir(space_id)
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        path = tmp_dir / f"{secrets.token_hex(16)}.part"
-        return path, open(path, "xb")  # closed by write_blob
-
     def _publish(self, space_id: str, tmp: Path) -> str:
         """Rename a fsynced temp file into place under a fresh id, durably."""
         blob_id = secrets.token_hex(16)
@@ -116,38 +117,32 @@ class PosixDriver:
     async def write_blob(
         self, space_id: str, chunks: AsyncIterable[bytes], limit: int | None = None
     ) -> BlobInfo:
-        """Stream ``chunks`` into a new blob; raises BlobTooLarge past ``limit`` bytes."""
-        tmp, fh = await anyio.to_thread.run_sync(self._new_temp, space_id)
-        digests = _Digests()
+        """Stream ``chunks`` into a new blob; raises BlobTooLarge past ``limit`` bytes.
+
+        Chunks are gathered up to ``CHUNK`` bytes and each batch is written and hashed in
+        one worker-thread call; the last batch, fsync and publishing share one call, so
+        a small upload takes two: create, then finish."""
+        upload = await anyio.to_thread.run_sync(_Upload, self, space_id)
         try:
-            buffer = bytearray()
+            batch: list[bytes] = []
+            pending = 0
             async for chunk in chunks:
-                if limit is not None and digests.size + len(buffer) + len(chunk) > limit:
+                pending += len(chunk)
+                if limit is not None and upload.digests.size + pending > limit:
                     raise BlobTooLarge(limit)
-                buffer += chunk
-                if len(buffer) >= CHUNK:
+                batch.append(chunk)
+                if pending >= CHUNK:
                     # anyio shields the thread call: cancellation waits for the write,
                     # so the file is never closed under a running writer.
-                    await anyio.to_thread.run_sync(digests.write, fh, bytes(buffer))
-                    buffer.clear()
-            if buffer:
-                await anyio.to_thread.run_sync(digests.write, fh, bytes(buffer))
-            await anyio.to_thread.run_sync(_flush_and_sync, fh)
-            fh.close()
-            blob_id = await anyio.to_thread.run_sync(self._publish, space_id, tmp)
+                    await anyio.to_thread.run_sync(upload.write, batch)
+                    batch, pending = [], 0
+            blob_id = await anyio.to_thread.run_sync(upload.finish, batch)
         except BaseException:
-            # Runs on errors, client disconnects and task cancellation alike: two cheap
+            # Runs on errors, client disconnects and task cancellation alike: cheap
             # syscalls done inline so a cancelled task cannot skip them.
-            fh.close()
-            _unlink_quietly(tmp)
+            upload.discard()
             raise
-        return BlobInfo(
-            blob_id=blob_id,
-            size=digests.size,
-            sha1=digests.sha1.hexdigest(),
-            md5=digests.md5.hexdigest(),
-            adler32=f"{digests.adler:08x}",
-        )
+        return upload.digests.info(blob_id)
 
     def _copy(self, space_id: str, blob_id: str) -> str:
         source = self.blob_path(space_id, blob_id)
@@ -190,6 +185,33 @@ class PosixDriver:
     async def sweep_temp(self) -> int:
         """Remove uploads a crash interrupted; run once at startup, before serving."""
         return await anyio.to_thread.run_sync(self._sweep)
+
+
+class _Upload:
+    """One upload's temp file, created on construction (in a worker thread)."""
+
+    def __init__(self, driver: PosixDriver, space_id: str) -> None:
+        self.driver = driver
+        self.space_id = space_id
+        tmp_dir = driver._temp_dir(space_id)
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp = tmp_dir / f"{secrets.token_hex(16)}.part"
+        self.fh = open(self.tmp, "xb")  # noqa: SIM115 -- closed by finish or discard
+        self.digests = _Digests()
+
+    def write(self, chunks: list[bytes]) -> None:
+        self.digests.write(self.fh, chunks)
+
+    def finish(self, chunks: list[bytes]) -> str:
+        """Write the last chunks, fsync, close and publish; the new blob's id."""
+        self.digests.write(self.fh, chunks)
+        _flush_and_sync(self.fh)
+        self.fh.close()
+        return self.driver._publish(self.space_id, self.tmp)
+
+    def discard(self) -> None:
+        self.fh.close()
+        _unlink_quietly(self.tmp)
 
 
 def _flush_and_sync(fh: IO[bytes]) -> None:

@@ -17,9 +17,10 @@ from urllib.parse import quote, unquote, urlsplit
 
 import anyio.to_thread
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from fedspace.permissions import Grant, Permission
+from provider.body import RangeFileResponse, blob_response, open_blob
 from provider.davhttp import (
     ALLOW,
     XML,
@@ -163,12 +164,17 @@ class WebDav:
             return Response(status_code=304, headers=headers)
         assert node.blob_id is not None
         blob = tree.blob_path(node.blob_id)
+        media_type = node.content_type or "application/octet-stream"
         try:
-            stat = await anyio.to_thread.run_sync(os.stat, blob)
+            if request.method == "HEAD" or "range" in request.headers:
+                # FileResponse answers Range (and If-Range) and HEAD.
+                stat = await anyio.to_thread.run_sync(os.stat, blob)
+                return RangeFileResponse(blob, headers=headers, stat_result=stat,
+                                         media_type=media_type)
+            opened = await anyio.to_thread.run_sync(open_blob, blob)
         except FileNotFoundError:  # replaced or deleted since the lookup above
             raise NotFound("the file changed while being read; try again") from None
-        return FileResponse(blob, headers=headers, stat_result=stat,
-                            media_type=node.content_type or "application/octet-stream")
+        return blob_response(opened, headers, media_type)
 
     async def mkcol(
         self, request: Request, grant: Grant, tree: MountedTree, path: str
