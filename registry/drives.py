@@ -110,9 +110,12 @@ class RootChange:
     modified_ms: int
 
 
+MEMBER_TYPES = ("user", "group", "federated")
+
+
 @dataclass(frozen=True)
 class Member:
-    type: str  # "user" | "group" | "federated" (id: the OCM address)
+    type: str  # one of MEMBER_TYPES (federated: a user of another instance, by OCM address)
     id: str
     role: str
 

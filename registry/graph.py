@@ -1,8 +1,8 @@
 """LibreGraph shapes of drives and permissions: request bodies and JSON rendering.
 
-Drives are rendered as plain dicts serialised by orjson (no ``jsonable_encoder``): a
-listing is the hot path and this keeps it to one dict per drive. Shapes follow what oCIS
-serves so LibreGraph clients understand them.
+Drives are rendered as plain dicts serialised by orjson (no ``jsonable_encoder``); a
+listing, the hot path, joins each drive's JSON as kept since its last change. Shapes
+follow what oCIS serves so LibreGraph clients understand them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -157,11 +158,20 @@ def role_definition(role: Role, weight: int) -> dict[str, Any]:
 ROLE_DEFINITIONS = [role_definition(r, i) for i, r in enumerate(ROLES.values(), 1)]
 
 
+FRAGMENTS = 4096  # drives whose JSON a Renderer keeps (~1 KiB each)
+
+
 class Renderer:
-    """Builds drive JSON against this instance's public URL."""
+    """Builds drive JSON against this instance's public URL.
+
+    A drive renders the same for each of its members until it changes, and every change
+    bumps its ``change_seq``: listings reuse each drive's JSON while its change_seq holds
+    (building it was most of a listing's time)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings  # public_url is final only once the listener is bound
+        self._fragments: dict[str, tuple[int, bytes]] = {}  # id → (change_seq, JSON)
+        self._fragments_url = ""  # the public URL they were rendered with
 
     @property
     def public_url(self) -> str:
@@ -213,5 +223,25 @@ class Renderer:
             }]
         return out
 
-    def drives(self, drives: Iterable[Drive]) -> dict[str, Any]:
-        return {"value": [self.drive(d) for d in drives]}
+    def held(self, drive_id: str, change_seq: int) -> bytes | None:
+        """The JSON of a drive at ``change_seq`` if rendered already (for
+        ``RegistryService.list_drives``, which calls it from its reading thread)."""
+        hit = self._fragments.get(drive_id)
+        return hit[1] if hit is not None and hit[0] == change_seq else None
+
+    def listing(self, drives: Iterable[Drive | bytes]) -> bytes:
+        """``{"value": [...]}`` as orjson writes it, of drives and of the JSON ``held``
+        returned; drives rendered here are kept for the next listing."""
+        if self._fragments_url != self.public_url:
+            self._fragments.clear()
+            self._fragments_url = self.public_url
+        parts = []
+        for d in drives:
+            if isinstance(d, Drive):
+                part = orjson.dumps(self.drive(d))
+                if len(self._fragments) >= FRAGMENTS:
+                    self._fragments.clear()
+                self._fragments[d.id] = (d.change_seq, part)
+                d = part
+            parts.append(d)
+        return b'{"value":[' + b",".join(parts) + b"]}"
