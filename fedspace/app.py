@@ -103,10 +103,9 @@ class Instance:
         app = FastAPI(title="fedspace", docs_url=None, redoc_url=None, openapi_url=None)
         problem.install(app)
         if "registry" in self.only or "provider" in self.only:
-            from fedspace.gateway import router as dav_router
+            from fedspace.gateway import routes as dav_routes
 
-            # First: routes match in order, and WebDAV is the hot path.
-            app.include_router(dav_router(self.ctx))
+            app.router.routes[0:0] = dav_routes(self.ctx)
         for component in self.components:
             for router in component.routers():
                 app.include_router(router)

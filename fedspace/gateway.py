@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from fastapi import APIRouter
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from fedspace.auth import Principal
 from fedspace.internal import InvalidInternalToken
+from fedspace.metrics import LabelledRoute
 from fedspace.permissions import Grant, Permission
 from fedspace.runtime import Context
 
@@ -54,7 +54,9 @@ def grant_from_claims(claims: dict[str, Any]) -> Grant:
     return Grant(principal, claims["space"], Permission(claims["perm"]))
 
 
-def router(ctx: Context) -> APIRouter:
+def routes(ctx: Context) -> list[LabelledRoute]:
+    """Plain Starlette routes, put first in the app's own route list: matched before
+    anything else and without an included router's extra layer (WebDAV is the hot path)."""
     registry = ctx.components.get("registry")
     provider = ctx.components.get("provider")
     local_id = provider.id if provider is not None else None
@@ -110,8 +112,5 @@ def router(ctx: Context) -> APIRouter:
         assert route.provider_id is not None
         return await forward(request, route.grant, route.provider_id, path)
 
-    r = APIRouter()
-    r.add_route("/dav/spaces/{space_id}", dav, methods=DAV_METHODS, include_in_schema=False)
-    r.add_route("/dav/spaces/{space_id}/{path:path}", dav, methods=DAV_METHODS,
-                include_in_schema=False)
-    return r
+    return [LabelledRoute("/dav/spaces/{space_id}", dav, methods=DAV_METHODS),
+            LabelledRoute("/dav/spaces/{space_id}/{path:path}", dav, methods=DAV_METHODS)]

@@ -10,9 +10,19 @@ import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("fedspace.http")
+
+
+class LabelledRoute(Route):
+    """A plain route that records itself in the scope for the route label: FastAPI's
+    router does that for its own routes only (plain ones were counted as "unmatched")."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await super().handle(scope, receive, send)
 
 
 class Metrics:

@@ -69,9 +69,14 @@ async def test_health_ready_metrics(instance) -> None:  # type: ignore[no-untype
     anon = instance.client(None)
     assert (await anon.get("/healthz")).text == "ok"
     assert (await anon.get("/readyz")).status_code == 200
-    await instance.client("alice").get("/graph/v1.0/me/drives")
+    drives = await instance.client("alice").get("/graph/v1.0/me/drives")
+    space = drives.json()["value"][0]["id"]
+    await instance.client("alice").request("PROPFIND", f"/dav/spaces/{space}/",
+                                           headers={"Depth": "0"})
     metrics = (await anon.get("/metrics")).text
     assert 'fedspace_http_requests_total{method="GET",route="/graph/v1.0/me/drives"' in metrics
+    dav = 'method="PROPFIND",route="/dav/spaces/{space_id}/{path:path}",status="207"'
+    assert dav in metrics
     assert "fedspace_http_request_duration_seconds_bucket" in metrics
     assert 'fedspace_spaces{type="personal"} 1.0' in metrics
     assert 'fedspace_bytes_stored{provider="provider-1"} 0.0' in metrics
