@@ -4,17 +4,23 @@ delivered by a background worker (ARCHITECTURE §5).
 - **Atomic with the cause.** ``enqueue`` runs in the caller's write transaction: the share
   and its notification commit together or not at all. A dedupe key names the logical
   message, so a cause that runs twice still queues it once.
-- **At-least-once on the wire.** A worker claims a row (``delivering``, leased until
+- **At-least-once on the wire.** A worker claims rows (``delivering``, leased until
   ``next_attempt_ms``) before sending. If it dies mid-send the lease expires and the row is
   due again, so a peer may receive a message twice: "exactly once as the peer sees it" comes
   from the receiver's idempotency on (sender, providerId), which OCM requires, together with
   the dedupe key.
-- **No double sends.** A claim is an UPDATE conditional on the state and attempt count that
-  were read: of concurrent workers (in any process) only one sees rowcount 1. The attempt
-  count also fences the result, so a worker whose lease was taken over records nothing.
-- **Per-peer order.** Only a peer's oldest unfinished message (its *head*) is claimed: a
-  notification never overtakes its share, and while the head waits for a retry the rest of
-  that peer's messages wait too. Failed messages no longer block their peer.
+- **No double sends.** A claim is an UPDATE conditional on the row being pending and due:
+  of concurrent workers (in any process) only one gets a row back. The attempt count
+  fences the result, so a worker whose lease was taken over records nothing.
+- **Order where it matters.** A dedupe key ``kind:subject[:…]`` names what the message is
+  about (a share id): messages about one subject to one peer go out one at a time, in
+  order, so a share's unshare never overtakes it; unrelated shares go out side by side.
+  Keys without a subject keep their order among themselves. A peer whose oldest message
+  waits for a retry gets only that one (a probe) until it goes through, so a peer that is
+  down sees one message at a time. Failed messages no longer block anything.
+- **Batches.** One write transaction records every answer that came back since the last
+  one and claims what is due (up to ``concurrency`` in flight): under load the costs of a
+  transaction are shared by many messages instead of paid twice by each.
 - **Policy.** 2xx delivered; 429/503 retried at ``Retry-After`` (bounded); other 5xx, 408 and
   network errors retried with exponential backoff and full jitter; other 4xx failed at once,
   keeping the peer's answer; not delivered within the horizon → failed.
@@ -28,16 +34,16 @@ import email.utils
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Literal
 
 import httpx
 import orjson
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fedspace.db import Database
@@ -53,6 +59,7 @@ State = Literal["queued", "delivering", "delivered", "failed"]
 STATES: tuple[State, ...] = ("queued", "delivering", "delivered", "failed")
 _PENDING = ("queued", "delivering")
 _ERROR_LENGTH = 300
+WINDOW = 256  # pending rows read per peer by a claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +93,14 @@ class OutboxState:
     delivered_ms: int | None
 
 
+class Claimed(list[Message]):
+    """Messages claimed for sending (oldest first), and when the first message that was
+    not due yet will be (None: nothing waits), so the worker knows when to look again."""
+
+    next_due_ms: int | None = None
+
+
+Outcome = tuple[Message, dict[str, Any]]  # a claimed message and the columns to record
 Send = Callable[[Message], Awaitable[httpx.Response]]
 Sign = Callable[[str, str, dict[str, str], bytes], Mapping[str, str]]
 
@@ -98,10 +113,17 @@ async def enqueue(conn: AsyncConnection, *, peer: str, url: str, kind: str,
 
     Call ``Delivery.notify()`` after the transaction commits, so it goes out at once.
     """
+    return await conn.run_sync(lambda sync: enqueue_now(
+        sync, peer=peer, url=url, kind=kind, payload=payload, dedupe_key=dedupe_key))
+
+
+def enqueue_now(conn: Connection, *, peer: str, url: str, kind: str,
+                payload: dict[str, Any], dedupe_key: str) -> int:
+    """``enqueue`` for a transaction run as one sync function (``Database.write_with``)."""
     peer = check_peer_domain(peer)
     now = now_ms()
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    new_id = await conn.scalar(
+    new_id = conn.scalar(
         dialect.insert(outbox).values(
             peer=peer, url=url, kind=kind, payload=orjson.dumps(payload).decode(),
             dedupe_key=dedupe_key, created_ms=now, queued_ms=now, state="queued", attempts=0,
@@ -109,8 +131,7 @@ async def enqueue(conn: AsyncConnection, *, peer: str, url: str, kind: str,
         ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(outbox.c.id))
     if new_id is not None:
         return int(new_id)
-    existing = await conn.scalar(select(outbox.c.id).where(outbox.c.dedupe_key == dedupe_key))
-    return int(existing)
+    return int(conn.scalar(select(outbox.c.id).where(outbox.c.dedupe_key == dedupe_key)))
 
 
 def _state(row: Row[Any]) -> OutboxState:
@@ -145,38 +166,94 @@ async def retry_failed(conn: AsyncConnection, message_id: int | None = None) -> 
     return (await conn.execute(query)).rowcount
 
 
-def _heads() -> Select[Any]:
-    """Each peer's oldest unfinished message: one pass over the pending rows
-    (``ix_outbox_due``), however many delivered rows the outbox keeps."""
-    firsts = (select(func.min(outbox.c.id)).where(outbox.c.state.in_(_PENDING))
-              .group_by(outbox.c.peer))
-    return select(outbox).where(outbox.c.id.in_(firsts))
+def order_key(peer: str, dedupe_key: str) -> tuple[str, str]:
+    """What a message keeps its order with: the other messages to ``peer`` about the same
+    subject (``share:<id>``, ``unshare:<id>``, ``perm:<id>:<nonce>`` → ``<id>``)."""
+    _, colon, rest = dedupe_key.partition(":")
+    return peer, rest.partition(":")[0] if colon else ""
 
 
-async def claim(db: Database, *, limit: int, lease_seconds: float) -> list[Message]:
-    """Claim up to ``limit`` due head messages for sending (see the module docstring)."""
-    now = now_ms()
-    due = (_heads().where(outbox.c.next_attempt_ms <= now)
-           .order_by(outbox.c.next_attempt_ms, outbox.c.id).limit(limit))
-    claimed: list[Message] = []
-    async with db.write() as conn:
-        for row in (await conn.execute(due)).all():
-            won = await conn.execute(update(outbox).where(
-                outbox.c.id == row.id, outbox.c.state == row.state,
-                outbox.c.attempts == row.attempts,
-            ).values(state="delivering", attempts=row.attempts + 1,
-                     next_attempt_ms=now + int(lease_seconds * 1000)))
-            if won.rowcount == 1:
-                claimed.append(Message(row.id, row.peer, row.url, row.kind,
-                                       orjson.loads(row.payload), row.dedupe_key,
-                                       row.attempts + 1, row.queued_ms))
+def _window() -> Select[Any]:
+    """The oldest ``WINDOW`` pending rows of each peer, oldest first: every row that can
+    block one of them is among them, and a peer's backlog cannot hide another peer's."""
+    rank = func.row_number().over(partition_by=outbox.c.peer, order_by=outbox.c.id)
+    pending = select(outbox.c.id, outbox.c.peer, outbox.c.dedupe_key, outbox.c.state,
+                     outbox.c.attempts, outbox.c.next_attempt_ms, rank.label("rank")
+                     ).where(outbox.c.state.in_(_PENDING)).subquery()
+    return select(pending).where(pending.c.rank <= WINDOW).order_by(pending.c.id)
+
+
+# Built once: a claim runs them under the write lock, where building costs most.
+_PENDING_WINDOW = _window()
+_CLAIM = update(outbox).where(
+    outbox.c.id.in_(bindparam("ids", expanding=True)), outbox.c.state.in_(_PENDING),
+    outbox.c.next_attempt_ms <= bindparam("now"),
+).values(state="delivering", attempts=outbox.c.attempts + 1,
+         next_attempt_ms=bindparam("lease_end")).returning(
+    outbox.c.id, outbox.c.peer, outbox.c.url, outbox.c.kind, outbox.c.payload,
+    outbox.c.dedupe_key, outbox.c.attempts, outbox.c.queued_ms)
+# SET: the columns the parameters name; only the claim that is still current matches.
+_RECORD = update(outbox).where(outbox.c.id == bindparam("message_id"),
+                               outbox.c.state == "delivering",
+                               outbox.c.attempts == bindparam("claimed_attempts"))
+
+
+def _choose(rows: list[Row[Any]], now: int, limit: int) -> tuple[list[int], int | None]:
+    """The ids to claim now (see "Order" in the module docstring), and when the first
+    message that is not due yet will be."""
+    chosen: list[int] = []
+    due: int | None = None
+    peers: set[str] = set()
+    probing: set[str] = set()
+    busy: set[tuple[str, str]] = set()
+    for row in rows:
+        if row.peer not in peers:
+            peers.add(row.peer)
+            if row.state == "queued" and row.attempts > 0:
+                probing.add(row.peer)
+        elif row.peer in probing:
+            continue
+        key = order_key(row.peer, row.dedupe_key)
+        if key in busy:
+            continue
+        busy.add(key)
+        if row.next_attempt_ms > now:
+            due = row.next_attempt_ms if due is None else min(due, row.next_attempt_ms)
+        elif len(chosen) < limit:
+            chosen.append(row.id)
+    return chosen, due
+
+
+def _settle(conn: Connection, outcomes: Iterable[Outcome]) -> None:
+    """Record answers to claimed messages, unless another worker has taken one over."""
+    for message, values in outcomes:
+        done = conn.execute(_RECORD, {"message_id": message.id,
+                                      "claimed_attempts": message.attempts, **values})
+        if done.rowcount == 0:
+            log.warning("outbox: message was taken over by another worker",
+                        extra={"outbox_id": message.id})
+
+
+def _claim(conn: Connection, limit: int, lease_seconds: float,
+           outcomes: list[Outcome]) -> Claimed:
+    _settle(conn, outcomes)
+    claimed, now = Claimed(), now_ms()
+    chosen, claimed.next_due_ms = _choose(conn.execute(_PENDING_WINDOW).all(), now, limit)
+    if chosen:
+        rows = conn.execute(_CLAIM, {"ids": chosen, "now": now,
+                                     "lease_end": now + int(lease_seconds * 1000)}).all()
+        claimed += [Message(r.id, r.peer, r.url, r.kind, orjson.loads(r.payload),
+                            r.dedupe_key, r.attempts, r.queued_ms)
+                    for r in sorted(rows, key=lambda r: r.id)]
     return claimed
 
 
-async def _next_due_ms(db: Database) -> int | None:
-    heads = _heads().subquery()
-    async with db.read() as conn:
-        return await conn.scalar(select(func.min(heads.c.next_attempt_ms)))
+async def claim(db: Database, *, limit: int, lease_seconds: float,
+                outcomes: Iterable[Outcome] = ()) -> Claimed:
+    """Record ``outcomes``, then claim up to ``limit`` due messages for sending: one
+    transaction in one round trip (see the module docstring)."""
+    answers = list(outcomes)
+    return await db.write_with(lambda conn: _claim(conn, limit, lease_seconds, answers))
 
 
 # -- the policy ----------------------------------------------------------------------------
@@ -245,9 +322,10 @@ class Delivery:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[asyncio.Task[None], Message] = {}
+        self._outcomes: list[Outcome] = []  # answered, recorded by the next claim
         # A claim runs as its own task, so one that commits while the worker is being
         # stopped is not lost with its rows leased (they would wait out the lease).
-        self._claiming: asyncio.Task[list[Message]] | None = None
+        self._claiming: asyncio.Task[Claimed] | None = None
 
     def notify(self) -> None:
         self._wake.set()
@@ -256,7 +334,7 @@ class Delivery:
         self._task = asyncio.create_task(self._run(), name="outbox-delivery")
 
     async def stop(self) -> None:
-        """Stop; messages being sent are released for the next worker at once."""
+        """Stop; answers are recorded, messages being sent released for the next worker."""
         sending = list(self._inflight.values())
         claiming = self._claiming
         tasks = [t for t in (self._task, *self._inflight) if t is not None]
@@ -267,32 +345,48 @@ class Delivery:
         if claiming is not None:
             with contextlib.suppress(Exception):
                 sending += [m for m in await claiming if m not in sending]
-        for message in sending:  # a no-op for those whose outcome was recorded
-            await self._store(message, {"state": "queued", "next_attempt_ms": now_ms()})
+        answered = {m.id for m, _ in self._outcomes}
+        released = [(m, {"state": "queued", "next_attempt_ms": now_ms()})
+                    for m in sending if m.id not in answered]
+        outcomes, self._outcomes = self._outcomes + released, []
+        if not outcomes:
+            return
+        try:
+            await self.db.write_with(lambda conn: _settle(conn, outcomes))
+        except Exception:  # the leases expire and the messages are retried anyway
+            log.exception("outbox: cannot release messages on stop")
 
     async def _run(self) -> None:
         while True:
             self._wake.clear()
             wait = self.settings.poll_seconds
-            try:
-                room = self.settings.concurrency - len(self._inflight)
-                if room > 0:
-                    self._claiming = asyncio.create_task(claim(
-                        self.db, limit=room, lease_seconds=self.settings.lease_seconds))
+            room = self.settings.concurrency - len(self._inflight)
+            if room > 0:  # answers come back with room: the task that got one is done
+                try:
+                    self._claiming = asyncio.create_task(self._claim(room))
                     claimed = await asyncio.shield(self._claiming)
                     self._claiming = None
                     for message in claimed:
                         task = asyncio.create_task(self._attempt(message))
                         self._inflight[task] = message
                         task.add_done_callback(self._done)
-                    due = await _next_due_ms(self.db)
-                    if due is not None:
-                        wait = min(wait, max((due - now_ms()) / 1000, 0.01))
-            except Exception:  # the database may come back: keep the worker alive
-                log.exception("outbox: cannot claim messages")
+                    if claimed.next_due_ms is not None:
+                        wait = min(wait, max((claimed.next_due_ms - now_ms()) / 1000, 0.01))
+                except Exception:  # the database may come back: keep the worker alive
+                    log.exception("outbox: cannot claim messages")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
+
+    async def _claim(self, limit: int) -> Claimed:
+        """Record the answers so far and claim; answers not recorded are kept for later."""
+        outcomes, self._outcomes = self._outcomes, []
+        try:
+            return await claim(self.db, limit=limit, lease_seconds=self.settings.lease_seconds,
+                               outcomes=outcomes)
+        except BaseException:
+            self._outcomes[:0] = outcomes
+            raise
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
@@ -302,61 +396,48 @@ class Delivery:
         try:
             response = await self._send(message)
         except OutboundError as exc:
-            await self._retry(message, None, str(exc)[:_ERROR_LENGTH], None)
+            self._retry(message, None, str(exc)[:_ERROR_LENGTH], None)
             return
         except Exception as exc:  # a faulty sender must not stop delivery
             log.exception("outbox: sender failed", extra={"outbox_id": message.id})
-            await self._retry(message, None, f"sender failed: {type(exc).__name__}", None)
+            self._retry(message, None, f"sender failed: {type(exc).__name__}", None)
             return
         status, answer = response.status_code, _answer(response)
         if 200 <= status < 300:
-            await self._record(message, "delivered", status=status, error=None)
+            self._record(message, "delivered", status=status, error=None)
         elif status in (429, 503):
-            await self._retry(message, status, answer,
-                              retry_after_ms(response.headers.get("Retry-After"), now_ms()))
+            self._retry(message, status, answer,
+                        retry_after_ms(response.headers.get("Retry-After"), now_ms()))
         elif 400 <= status < 500 and status != 408:
             log.warning("outbox: peer refused a message", extra={
                 "outbox_id": message.id, "url": redact(message.url), "status": status})
-            await self._record(message, "failed", status=status, error=answer)
+            self._record(message, "failed", status=status, error=answer)
         else:
-            await self._retry(message, status, answer, None)
+            self._retry(message, status, answer, None)
 
-    async def _retry(self, message: Message, status: int | None, error: str | None,
-                     wanted_ms: int | None) -> None:
+    def _retry(self, message: Message, status: int | None, error: str | None,
+               wanted_ms: int | None) -> None:
         """Schedule the next attempt: at ``wanted_ms`` (bounded) or after a backoff."""
         s, now = self.settings, now_ms()
         deadline = message.queued_ms + int(s.give_up_after_seconds * 1000)
         if now >= deadline:
             gave_up = f"gave up after {message.attempts} attempts: {error or status or ''}"
-            await self._record(message, "failed", status=status,
-                               error=gave_up.strip()[:_ERROR_LENGTH])
+            self._record(message, "failed", status=status,
+                         error=gave_up.strip()[:_ERROR_LENGTH])
             return
         if wanted_ms is None:
             delay = backoff_seconds(message.attempts, s.retry_base_seconds,
                                     s.retry_cap_seconds, self._jitter())
             wanted_ms = now + int(delay * 1000)
         wanted_ms = max(now, min(wanted_ms, now + int(s.retry_after_max_seconds * 1000)))
-        await self._record(message, "queued", status=status, error=error,
-                           next_attempt_ms=min(wanted_ms, deadline))
+        self._record(message, "queued", status=status, error=error,
+                     next_attempt_ms=min(wanted_ms, deadline))
 
-    async def _record(self, message: Message, state: State, *, status: int | None,
-                      error: str | None, next_attempt_ms: int | None = None) -> None:
+    def _record(self, message: Message, state: State, *, status: int | None,
+                error: str | None, next_attempt_ms: int | None = None) -> None:
+        """Keep the answer for the next claim's transaction (see "Batches")."""
         now = now_ms()
-        await self._store(message, {
+        self._outcomes.append((message, {
             "state": state, "next_attempt_ms": now if next_attempt_ms is None else next_attempt_ms,
             "last_attempt_ms": now, "last_status": status, "last_error": error,
-            "delivered_ms": now if state == "delivered" else None})
-
-    async def _store(self, message: Message, values: dict[str, Any]) -> None:
-        """Update a claimed message, unless another worker has taken it over since."""
-        try:
-            async with self.db.write() as conn:
-                done = await conn.execute(update(outbox).where(
-                    outbox.c.id == message.id, outbox.c.state == "delivering",
-                    outbox.c.attempts == message.attempts).values(values))
-        except Exception:  # the lease expires and the message is retried anyway
-            log.exception("outbox: cannot record a delivery", extra={"outbox_id": message.id})
-            return
-        if done.rowcount == 0:
-            log.warning("outbox: message was taken over by another worker",
-                        extra={"outbox_id": message.id})
+            "delivered_ms": now if state == "delivered" else None}))

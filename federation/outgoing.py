@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Request
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, literal, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
@@ -41,7 +42,7 @@ from registry.drives import Drive, Member, RootChange
 from registry.graph import iso
 
 from .models import ocm_shares, outbox
-from .outbox import OutboxState, enqueue, state_of
+from .outbox import enqueue, enqueue_now, state_of
 from .sealing import Sealer
 
 if TYPE_CHECKING:
@@ -63,32 +64,50 @@ def secret_hash(secret: str) -> str:
 
 
 def unseal(value: Any, sealer: Sealer) -> Any:
-    """``value`` with every ``{"$sealed": …}`` replaced by what it seals."""
-    if isinstance(value, dict):
-        if set(value) == {SEALED}:
-            return sealer.open(value[SEALED])
-        return {k: unseal(v, sealer) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unseal(v, sealer) for v in value]
-    return value
+    """``value`` with every ``{"$sealed": …}`` replaced by what it seals (each sealed value
+    opened once: a share carries its secret twice)."""
+    opened: dict[str, str] = {}
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {SEALED}:
+                token = value[SEALED]
+                if token not in opened:
+                    opened[token] = sealer.open(token)
+                return opened[token]
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(value)
 
 
-def delivery_state(share_state: str, message: OutboxState | None) -> str:
+def delivery_state(share_state: str, message_state: str | None) -> str:
     """What the sharer sees: queued, delivered, accepted, declined or failed."""
     if share_state in ("accepted", "declined"):
         return share_state
-    if message is None or message.state in ("queued", "delivering"):
+    if message_state is None or message_state in ("queued", "delivering"):
         return "queued"
-    return "failed" if message.state == "failed" else "delivered"
+    return "failed" if message_state == "failed" else "delivered"
+
+
+# Shares with the delivery of their ``share:<id>`` message: one query, not one per share.
+_WITH_DELIVERY = select(
+    ocm_shares, outbox.c.state.label("m_state"), outbox.c.attempts.label("m_attempts"),
+    outbox.c.next_attempt_ms.label("m_next"), outbox.c.last_status.label("m_status"),
+    outbox.c.last_error.label("m_error"),
+).outerjoin(outbox, outbox.c.dedupe_key == literal("share:") + ocm_shares.c.id)
+_OF_SPACE = _WITH_DELIVERY.where(ocm_shares.c.space_id == bindparam("space_id"))
 
 
 async def list_shares(conn: AsyncConnection, sharer_id: str | None = None
                       ) -> list[dict[str, Any]]:
     """Shares (of one sharer, or all) with their delivery state, newest first."""
-    query = select(ocm_shares).order_by(ocm_shares.c.created_ms.desc())
+    query = _WITH_DELIVERY.order_by(ocm_shares.c.created_ms.desc())
     if sharer_id is not None:
         query = query.where(ocm_shares.c.sharer_id == sharer_id)
-    return [await described(conn, row) for row in (await conn.execute(query))]
+    return [described(row) for row in (await conn.execute(query))]
 
 
 async def _refused(conn: AsyncConnection, share_id: str) -> bool:
@@ -98,19 +117,18 @@ async def _refused(conn: AsyncConnection, share_id: str) -> bool:
             and message.last_status is not None and 400 <= message.last_status < 500)
 
 
-async def described(conn: AsyncConnection, row: Any) -> dict[str, Any]:
-    """One share as the sharer's API and ``fedspace share list`` show it."""
-    message = await state_of(conn, f"share:{row.id}")
+def described(row: Any) -> dict[str, Any]:
+    """One share (a row of ``_WITH_DELIVERY``) as the sharer's API and ``fedspace share
+    list`` show it."""
     out: dict[str, Any] = {
         "providerId": row.id, "driveId": row.space_id, "recipient": row.recipient,
-        "peer": row.peer, "role": row.role, "state": delivery_state(row.state, message),
+        "peer": row.peer, "role": row.role, "state": delivery_state(row.state, row.m_state),
         "sharedDateTime": iso(row.created_ms), "updatedDateTime": iso(row.updated_ms)}
-    if message is not None:
+    if row.m_state is not None:
         out["delivery"] = {
-            "attempts": message.attempts, "lastStatus": message.last_status,
-            "lastError": message.last_error,
-            "nextAttemptDateTime": iso(message.next_attempt_ms)
-            if message.state == "queued" and message.next_attempt_ms else None}
+            "attempts": row.m_attempts, "lastStatus": row.m_status, "lastError": row.m_error,
+            "nextAttemptDateTime": iso(row.m_next)
+            if row.m_state == "queued" and row.m_next else None}
     return out
 
 
@@ -127,38 +145,44 @@ class OutgoingShares:
 
     async def shared(self, conn: AsyncConnection, drive: Drive, member: Member,
                      sharer: Principal) -> None:
-        row = (await conn.execute(select(ocm_shares).where(
-            ocm_shares.c.space_id == drive.id, ocm_shares.c.recipient == member.id))).first()
+        await conn.run_sync(self.shared_now, drive, member, sharer)
+
+    def shared_now(self, conn: Connection, drive: Drive, member: Member,
+                   sharer: Principal) -> None:
+        """``shared`` for a transaction run as one sync function (``Database.write_with``)."""
+        row = conn.execute(select(ocm_shares).where(
+            ocm_shares.c.space_id == drive.id, ocm_shares.c.recipient == member.id)).first()
         now = now_ms()
         if row is not None and row.state != "declined":
             if row.role != member.role:
-                await conn.execute(update(ocm_shares).where(ocm_shares.c.id == row.id)
-                                   .values(role=member.role, updated_ms=now))
-                await self._notify(conn, row.id, row.peer, "RESHARE_CHANGE_PERMISSION",
-                                   {"permissions": PERMISSIONS[member.role]},
-                                   key=f"perm:{row.id}:{uuid.uuid4().hex}")
+                conn.execute(update(ocm_shares).where(ocm_shares.c.id == row.id)
+                             .values(role=member.role, updated_ms=now))
+                enqueue_now(conn, peer=row.peer, url="ocm:/notifications", kind="notification",
+                            dedupe_key=f"perm:{row.id}:{uuid.uuid4().hex}",
+                            payload=self._message(row.id, "RESHARE_CHANGE_PERMISSION",
+                                                  {"permissions": PERMISSIONS[member.role]}))
             return
         if row is not None:  # declined before: this is a new share, with a new id
-            await conn.execute(delete(ocm_shares).where(ocm_shares.c.id == row.id))
+            conn.execute(delete(ocm_shares).where(ocm_shares.c.id == row.id))
         share_id, secret = str(uuid.uuid4()), secrets.token_urlsafe(32)
         peer = member.id.rpartition("@")[2]
-        await conn.execute(insert(ocm_shares).values(
+        conn.execute(insert(ocm_shares).values(
             id=share_id, space_id=drive.id, recipient=member.id, peer=peer, role=member.role,
             secret_hash=secret_hash(secret), state="sent", sharer_id=sharer.id,
             created_ms=now, updated_ms=now))
         sealed = {SEALED: self.sealer.seal(secret)}
         me = f"{sharer.username}@{self.settings.domain}"
-        await enqueue(conn, peer=peer, url="ocm:/shares", kind="share",
-                      dedupe_key=f"share:{share_id}", payload={
-                          "shareWith": member.id, "name": drive.name,
-                          "description": drive.description, "providerId": share_id,
-                          "owner": me, "sender": me, "ownerDisplayName": sharer.display_name,
-                          "senderDisplayName": sharer.display_name, "shareType": "user",
-                          "resourceType": "file", "code": sealed,
-                          "protocol": {"name": "multi", "webdav": {
-                              "uri": f"{self.settings.public_url}/dav/spaces/{drive.id}",
-                              "sharedSecret": sealed,
-                              "permissions": PERMISSIONS[member.role], "requirements": []}}})
+        enqueue_now(conn, peer=peer, url="ocm:/shares", kind="share",
+                    dedupe_key=f"share:{share_id}", payload={
+                        "shareWith": member.id, "name": drive.name,
+                        "description": drive.description, "providerId": share_id,
+                        "owner": me, "sender": me, "ownerDisplayName": sharer.display_name,
+                        "senderDisplayName": sharer.display_name, "shareType": "user",
+                        "resourceType": "file", "code": sealed,
+                        "protocol": {"name": "multi", "webdav": {
+                            "uri": f"{self.settings.public_url}/dav/spaces/{drive.id}",
+                            "sharedSecret": sealed,
+                            "permissions": PERMISSIONS[member.role], "requirements": []}}})
 
     async def unshared(self, conn: AsyncConnection, space_id: str, address: str) -> None:
         row = (await conn.execute(select(ocm_shares).where(
@@ -197,10 +221,11 @@ class OutgoingShares:
         return None if decision.allowed else decision.reason
 
     async def describe(self, space_id: str) -> dict[str, dict[str, Any]]:
-        async with self.federation.ctx.db.read() as conn:
-            rows = (await conn.execute(select(ocm_shares).where(
-                ocm_shares.c.space_id == space_id))).all()
-            return {row.recipient: await described(conn, row) for row in rows}
+        def read(conn: Connection) -> dict[str, dict[str, Any]]:
+            rows = conn.execute(_OF_SPACE, {"space_id": space_id}).all()
+            return {row.recipient: described(row) for row in rows}
+
+        return await self.federation.ctx.db.read_with(read)
 
     # -- the recipient's decision (POST /notifications from her instance) -----------------
 

@@ -42,7 +42,8 @@ class FederationSettings(BaseModel):
         300.0, gt=0, description="a claimed message whose worker died is retried after this; "
         "must exceed outbound.timeout")
     poll_seconds: float = Field(30.0, gt=0, description="idle re-check of the outbox")
-    concurrency: int = Field(16, ge=1, description="messages in flight (one per peer at most)")
+    concurrency: int = Field(
+        16, ge=1, description="messages in flight at once, to all peers together")
 
     @field_validator("allow_peers", "deny_peers", "accept_unsigned_from")
     @classmethod

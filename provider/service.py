@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fedspace.db import Database
@@ -45,6 +47,23 @@ def new_etag() -> str:
     return uuid.uuid4().hex
 
 
+def _root_query() -> Select[Any]:
+    return select(
+        provider_spaces.c.space_id, provider_spaces.c.root_id, nodes.c.etag, nodes.c.size,
+        provider_spaces.c.quota_total, nodes.c.mtime_ns,
+    ).join(nodes, nodes.c.id == provider_spaces.c.root_id)
+
+
+# Built once, for create_share (a hot write).
+_ROOT = _root_query().where(provider_spaces.c.space_id == bindparam("space_id"),
+                            provider_spaces.c.provider_id == bindparam("provider_id"))
+_FOLDER = select(nodes.c.id, nodes.c.is_dir).where(nodes.c.space_id == bindparam("base"),
+                                                   nodes.c.path == bindparam("path"))
+_SHARED = select(provider_spaces.c.space_id).where(
+    provider_spaces.c.base_space_id == bindparam("base"),
+    provider_spaces.c.root_id == bindparam("root_id"))
+
+
 class ProviderService:
     def __init__(
         self, provider_id: str, db: Database, storage: StorageDriver, feed: ChangeFeed
@@ -77,24 +96,24 @@ class ProviderService:
         One folder has at most one share space: if the folder is shared already, that
         space's state is returned (its ``space_id`` differs from the one asked for).
         """
-        async with self.db.write() as conn:
-            existing = await self._root(conn, space_id)
+        key = {"space_id": space_id, "provider_id": self.provider_id}
+
+        def write(conn: Connection) -> RootState:
+            existing = conn.execute(_ROOT, key).first()
             if existing is not None:
-                return existing
-            folder = (await conn.execute(select(nodes.c.id, nodes.c.is_dir).where(
-                nodes.c.space_id == base_space_id, nodes.c.path == root_path))).first()
+                return RootState(*existing)
+            folder = conn.execute(_FOLDER, {"base": base_space_id, "path": root_path}).first()
             if folder is None or not folder.is_dir or root_path == "":
                 raise NotAFolder(f"{root_path!r} is not a folder of the space")
-            shared = (await conn.execute(select(provider_spaces.c.space_id).where(
-                provider_spaces.c.base_space_id == base_space_id,
-                provider_spaces.c.root_id == folder.id))).scalar()
+            shared = conn.scalar(_SHARED, {"base": base_space_id, "root_id": folder.id})
             if shared is None:
-                await conn.execute(insert(provider_spaces).values(
+                conn.execute(insert(provider_spaces).values(
                     space_id=space_id, provider_id=self.provider_id, root_id=folder.id,
                     quota_total=0, created_ms=now_ms(), base_space_id=base_space_id))
-            state = await self._root(conn, shared or space_id)
-        assert state is not None
-        return state
+            return RootState(*conn.execute(_ROOT, {**key, "space_id": shared or space_id}).one())
+
+        # One transaction in one round trip: every folder shared is one.
+        return await self.db.write_with(write)
 
     async def delete_space(self, space_id: str) -> None:
         """Remove the space, its metadata and its content; unknown spaces are not an error.
@@ -147,13 +166,13 @@ class ProviderService:
     async def all_states(self) -> list[RootState]:
         """Every space this provider holds (sent to the registry on each connect)."""
         async with self.db.read() as conn:
-            rows = await conn.execute(self._root_query().where(
+            rows = await conn.execute(_root_query().where(
                 provider_spaces.c.provider_id == self.provider_id))
             return [RootState(*r) for r in rows]
 
     async def states(self, space_ids: list[str]) -> list[RootState]:
         async with self.db.read() as conn:
-            rows = await conn.execute(self._root_query().where(
+            rows = await conn.execute(_root_query().where(
                 provider_spaces.c.space_id.in_(space_ids)))
             return [RootState(*r) for r in rows]
 
@@ -168,15 +187,8 @@ class ProviderService:
             )).one()
         return int(row[0]), int(row[1])
 
-    @staticmethod
-    def _root_query():  # type: ignore[no-untyped-def]
-        return select(
-            provider_spaces.c.space_id, provider_spaces.c.root_id, nodes.c.etag, nodes.c.size,
-            provider_spaces.c.quota_total, nodes.c.mtime_ns,
-        ).join(nodes, nodes.c.id == provider_spaces.c.root_id)
-
     async def _root(self, conn: AsyncConnection, space_id: str) -> RootState | None:
-        row = (await conn.execute(self._root_query().where(
+        row = (await conn.execute(_root_query().where(
             provider_spaces.c.space_id == space_id,
             provider_spaces.c.provider_id == self.provider_id))).first()
         return RootState(*row) if row else None

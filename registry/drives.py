@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fedspace.auth import Principal
@@ -85,6 +86,10 @@ class OutgoingListener(Protocol):
     async def shared(self, conn: AsyncConnection, drive: Drive, member: Member,
                      sharer: Principal) -> None:
         """A federated member was added, or its role changed."""
+
+    def shared_now(self, conn: Connection, drive: Drive, member: Member,
+                   sharer: Principal) -> None:
+        """``shared`` inside a transaction run as one sync function (a new share)."""
 
     async def unshared(self, conn: AsyncConnection, space_id: str, address: str) -> None:
         """A federated member was removed (or its space deleted)."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +23,7 @@ from registry.drives import (
 )
 from registry.models import space_members, spaces
 from registry.roles import Role
+from registry.sharing import next_seq
 
 
 class RemoteSpaces:
@@ -35,30 +37,36 @@ class RemoteSpaces:
         and returns the same space; the bool says whether it was created now.
         """
         space_id, now = str(uuid.uuid4()), now_ms()
-        try:
-            async with self.db.write() as conn:
-                known = await self._remote_id(conn, share.domain, share.provider_id)
-                if known is not None:
-                    return known, False
-                await conn.execute(insert(spaces).values(
-                    id=space_id, type="remote", name=share.name,
-                    alias=drive_alias("remote", share.name), description=share.description,
-                    quota_total=0, provider_id=None, root_id=space_id,
-                    etag=uuid.uuid4().hex, size=0, created_ms=now, modified_ms=now,
-                    change_seq=await self._next_seq(conn), remote_url=share.url,
-                    remote_state="pending", remote_domain=share.domain,
-                    remote_provider_id=share.provider_id, remote_endpoint=share.endpoint,
-                    remote_sender=share.sender, remote_sender_name=share.sender_name,
-                    remote_owner=share.owner, remote_owner_name=share.owner_name,
-                    remote_secret=share.secret))
-                await conn.execute(insert(space_members).values(
-                    space_id=space_id, principal_type="user", principal_id=user_id,
-                    role=share.role, created_ms=now))
+
+        def write(conn: Connection) -> str | None:
+            known = conn.scalar(_REMOTE_ID, {"domain": share.domain,
+                                             "provider_id": share.provider_id})
+            if known is not None:
+                return str(known)
+            conn.execute(insert(spaces).values(
+                id=space_id, type="remote", name=share.name,
+                alias=drive_alias("remote", share.name), description=share.description,
+                quota_total=0, provider_id=None, root_id=space_id,
+                etag=uuid.uuid4().hex, size=0, created_ms=now, modified_ms=now,
+                change_seq=next_seq(conn), remote_url=share.url,
+                remote_state="pending", remote_domain=share.domain,
+                remote_provider_id=share.provider_id, remote_endpoint=share.endpoint,
+                remote_sender=share.sender, remote_sender_name=share.sender_name,
+                remote_owner=share.owner, remote_owner_name=share.owner_name,
+                remote_secret=share.secret))
+            conn.execute(insert(space_members).values(
+                space_id=space_id, principal_type="user", principal_id=user_id,
+                role=share.role, created_ms=now))
+            return None
+
+        try:  # one transaction in one round trip: every received share is one
+            known = await self.db.write_with(write)
         except IntegrityError:  # the same share, received concurrently
             async with self.db.read() as conn:
                 known = await self._remote_id(conn, share.domain, share.provider_id)
             if known is None:
                 raise
+        if known is not None:
             return known, False
         self.bus.memberships_changed({user_id})
         return space_id, True
@@ -136,5 +144,8 @@ class RemoteSpaces:
 
     @staticmethod
     async def _remote_id(conn: AsyncConnection, domain: str, provider_id: str) -> str | None:
-        return await conn.scalar(select(spaces.c.id).where(
-            spaces.c.remote_domain == domain, spaces.c.remote_provider_id == provider_id))
+        return await conn.scalar(_REMOTE_ID, {"domain": domain, "provider_id": provider_id})
+
+
+_REMOTE_ID = select(spaces.c.id).where(spaces.c.remote_domain == bindparam("domain"),
+                                       spaces.c.remote_provider_id == bindparam("provider_id"))

@@ -58,7 +58,7 @@ from registry.providers import Providers
 from registry.remote import RemoteSpaces
 from registry.roles import ROLES, strongest
 from registry.settings import RegistrySettings
-from registry.sharing import FolderSharing
+from registry.sharing import FolderSharing, next_seq
 
 # The columns a ``Drive`` is made of, in its field order: ``Drive(*row)``.
 _COLUMNS = [spaces.c[f.name] for f in fields(Drive) if f.name in spaces.c]
@@ -220,14 +220,7 @@ class RegistryService(FolderSharing, Memberships, RemoteSpaces):
 
     @staticmethod
     async def _next_seq(conn: AsyncConnection) -> int:
-        return (
-            await conn.execute(
-                update(counters)
-                .where(counters.c.name == "change_seq")
-                .values(value=counters.c.value + 1)
-                .returning(counters.c.value)
-            )
-        ).scalar_one()
+        return await conn.run_sync(next_seq)
 
     # -- reading ------------------------------------------------------------------
 

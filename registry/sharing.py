@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from fedspace.auth import Principal
 from fedspace.rpc import spaces_pb2 as pb
 from fedspace.sqltypes import now_ms
 from registry.drives import Conflict, Drive, Invalid, Member, NotFound, drive_alias, folder_path
-from registry.models import space_members, spaces
+from registry.models import counters, space_members, spaces
 from registry.roles import Role
 
 
 class FolderSharing:
-    """Uses the core of ``RegistryService``: ``db``, ``bus``, ``providers``, ``_next_seq``,
-    ``_managed``, ``get_drive``, ``add_members``, ``_forget``."""
+    """Uses the core of ``RegistryService``: ``db``, ``bus``, ``providers``, ``outgoing``,
+    ``_next_seq``, ``_managed``, ``get_drive``, ``add_members``, ``_can_federate``,
+    ``_forget``."""
 
     async def folder_of_item(self, drive: Drive, item_id: str) -> str:
         """Path of the folder ``item_id`` (a Graph item id, i.e. oc:fileid) in a drive."""
@@ -56,9 +60,21 @@ class FolderSharing:
                 "a folder is shared with viewers or editors; the sharer manages the share"
             )
         folder = folder_path(path)
+        added = [Member(kind, pid, role.name) for kind, pid in dict.fromkeys(recipients)]
+        # A new share space is recorded with its members in one transaction; a folder
+        # shared before, or a sharer naming herself, goes through ``add_members``.
+        at_once = not any(m.type == "user" and m.id == principal.id for m in added)
+        if at_once:
+            federated = [m.id for m in added if m.type == "federated"]
+            if federated:  # refused before anything is created
+                await self._can_federate(replace(base, type="share"), role, federated)
         state = await self.providers.create_share(
             base.provider_id, str(uuid.uuid4()), base.id, folder
         )
+        if at_once:
+            drive = await self._create_share(principal, base, folder, state, added)
+            if drive is not None:
+                return drive, added
         created = await self._register_share(principal, base, folder, state)
         try:
             members = await self.add_members(principal, state.space_id, recipients, role)
@@ -68,11 +84,56 @@ class FolderSharing:
             raise
         return await self.get_drive(principal, state.space_id), members
 
+    async def _create_share(
+        self, principal: Principal, base: Drive, folder: str, state: pb.SpaceState,
+        added: list[Member],
+    ) -> Drive | None:
+        """Record a new share space, the sharer as its manager, ``added`` as members and
+        the federation's messages to them, in one transaction; None (nothing written) if
+        the registry knows the space already."""
+        assert base.provider_id is not None
+        now = now_ms()
+        row = _share_space(base, folder, state, now)
+        members = [Member("user", principal.id, "manager"), *added]
+        federated = [m for m in added if m.type == "federated"]
+        outgoing = self.outgoing
+        if federated:
+            assert outgoing is not None  # checked by _can_federate
+
+        def write(conn: Connection) -> Drive | None:
+            if conn.scalar(_KNOWN, {"space_id": state.space_id}) is not None:
+                return None
+            row["change_seq"] = next_seq(conn)
+            conn.execute(insert(spaces), row)
+            conn.execute(insert(space_members), [
+                {"space_id": state.space_id, "principal_type": m.type, "principal_id": m.id,
+                 "role": m.role, "created_ms": now} for m in members])
+            # What get_drive would read back now, without reading it.
+            drive = replace(base, **row, image=None, personal_user_id=None, members=members)
+            for m in federated:
+                outgoing.shared_now(conn, drive, m, principal)
+            return drive
+
+        try:
+            drive = await self.db.write_with(write)
+        except IntegrityError:
+            # Another request shared the same folder at the same moment under another id.
+            await self.providers.delete_space(base.provider_id, state.space_id)
+            raise Conflict("the folder is being shared by another request; try again") from None
+        except Exception:  # not when cancelled: the transaction may have committed
+            await self.providers.delete_space(base.provider_id, state.space_id)
+            raise
+        if drive is None:
+            return None
+        if outgoing is not None and federated:
+            outgoing.committed()
+        self.bus.memberships_changed({principal.id, *(m.id for m in added)})
+        return drive
+
     async def _register_share(
         self, principal: Principal, base: Drive, folder: str, state: pb.SpaceState
     ) -> bool:
         """Record the share space (unless known) with the sharer as a manager; True if new."""
-        name = folder.rpartition("/")[2]
         now = now_ms()
         try:
             async with self.db.write() as conn:
@@ -80,25 +141,9 @@ class FolderSharing:
                     await conn.execute(select(spaces.c.id).where(spaces.c.id == state.space_id))
                 ).first() is not None
                 if not known:
-                    await conn.execute(
-                        insert(spaces).values(
-                            id=state.space_id,
-                            type="share",
-                            name=name,
-                            alias=drive_alias("share", name),
-                            description="",
-                            quota_total=0,
-                            provider_id=base.provider_id,
-                            root_id=state.root_id,
-                            etag=state.etag,
-                            size=state.size,
-                            created_ms=now,
-                            modified_ms=now,
-                            change_seq=await self._next_seq(conn),
-                            base_space_id=base.id,
-                            root_path=folder,
-                        )
-                    )
+                    row = _share_space(base, folder, state, now)
+                    row["change_seq"] = await self._next_seq(conn)
+                    await conn.execute(insert(spaces).values(row))
                 await conn.execute(
                     delete(space_members).where(
                         space_members.c.space_id == state.space_id,
@@ -126,3 +171,25 @@ class FolderSharing:
     async def _delete_share(self, space_id: str, provider_id: str) -> None:
         await self.providers.delete_space(provider_id, space_id)
         await self._forget(space_id)
+
+
+def _share_space(base: Drive, folder: str, state: pb.SpaceState, now: int) -> dict[str, Any]:
+    """The ``spaces`` row of a new share space of ``folder``, but its ``change_seq`` (its
+    keys are ``Drive`` fields too)."""
+    name = folder.rpartition("/")[2]
+    return {"id": state.space_id, "type": "share", "name": name,
+            "alias": drive_alias("share", name), "description": "", "quota_total": 0,
+            "provider_id": base.provider_id, "root_id": state.root_id, "etag": state.etag,
+            "size": state.size, "created_ms": now, "modified_ms": now,
+            "base_space_id": base.id, "root_path": folder}
+
+
+_KNOWN = select(spaces.c.id).where(spaces.c.id == bindparam("space_id"))
+_NEXT_SEQ = (update(counters).where(counters.c.name == "change_seq")
+             .values(value=counters.c.value + 1).returning(counters.c.value))
+
+
+def next_seq(conn: Connection) -> int:
+    """``RegistryService._next_seq`` for a transaction run as one sync function
+    (``Database.write_with``): the same counter, the same statement."""
+    return int(conn.execute(_NEXT_SEQ).scalar_one())

@@ -28,6 +28,7 @@ from federation.outbox import (
     claim,
     enqueue,
     list_messages,
+    order_key,
     post_json,
     retry_after_ms,
     state_of,
@@ -45,11 +46,13 @@ FAST = FederationSettings(retry_base_seconds=0.05, retry_cap_seconds=0.2, poll_s
 
 @dataclass
 class Script:
-    """Answers per path, in order; a path's last answer repeats, unscripted paths get 200."""
+    """Answers per path, in order; a path's last answer repeats, unscripted paths get 200.
+    A path in ``holds`` answers only once its event is set."""
 
     port: int = 0
     answers: dict[str, list[Answer]] = field(default_factory=dict)
     received: list[tuple[str, str]] = field(default_factory=list)  # (path, payload["key"])
+    holds: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -59,6 +62,8 @@ class Script:
 
     async def handle(self, request: Request) -> Response:
         self.received.append((request.url.path, orjson.loads(await request.body())["key"]))
+        if request.url.path in self.holds:
+            await self.holds[request.url.path].wait()
         plan = self.answers.get(request.url.path) or [(200, {}, b"{}")]
         status, headers, body = plan.pop(0) if len(plan) > 1 else plan[0]
         return Response(body, status, headers=headers, media_type="application/json")
@@ -330,3 +335,95 @@ async def test_a_peers_messages_wait_for_its_head(db: Database, server: Script,
     await wait_for(db, "notification", "delivered")
     assert [k for _, k in server.received if k != "other-peer"] == [
         "share", "share", "share", "notification"]
+
+
+# -- order by subject, batches --------------------------------------------------------------
+
+async def received(server: Script, *keys: str) -> None:
+    """Poll (bounded) until the server has received every one of ``keys``."""
+    for _ in range(1000):
+        if set(keys) <= set(server.keys()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never received {set(keys) - set(server.keys())}")
+
+
+def test_the_order_key_is_the_peer_and_the_subject() -> None:
+    share = order_key("paris.test", "share:s1")
+    assert share == order_key("paris.test", "unshare:s1") == order_key(
+        "paris.test", "perm:s1:5f2a") == order_key("paris.test", "change:s1:9c1b")
+    assert share != order_key("paris.test", "share:s2")
+    assert share != order_key("rome.test", "share:s1")
+    assert order_key("paris.test", "s1") == order_key("paris.test", "m2")  # no subject
+
+
+async def test_a_claim_takes_unrelated_messages_and_holds_back_a_subjects_next(
+        db: Database) -> None:
+    for key in ("share:s1", "unshare:s1", "share:s2"):
+        await put(db, key, "https://cloud.paris.test/ocm/x")
+    first = await claim(db, limit=10, lease_seconds=60)
+    assert [m.dedupe_key for m in first] == ["share:s1", "share:s2"]
+    assert first.next_due_ms is None  # unshare:s1 waits for share:s1, not for a time
+    assert await claim(db, limit=10, lease_seconds=60) == []
+    done = {"state": "delivered", "delivered_ms": now_ms()}
+    second = await claim(db, limit=10, lease_seconds=60, outcomes=[(first[0], done)])
+    assert [m.dedupe_key for m in second] == ["unshare:s1"]
+    async with db.read() as conn:
+        assert (await state_of(conn, "share:s1")).state == "delivered"
+
+
+async def test_unrelated_shares_to_one_peer_are_sent_together(
+        db: Database, server: Script, worker) -> None:
+    server.holds["/ocm/shares"] = asyncio.Event()
+    for key in ("share:s1", "share:s2", "share:s3"):
+        await put(db, key, server.url("/ocm/shares"))
+    await worker()
+    await received(server, "share:s1", "share:s2", "share:s3")  # all three in flight
+    server.holds["/ocm/shares"].set()
+    for key in ("share:s1", "share:s2", "share:s3"):
+        assert (await wait_for(db, key, "delivered")).attempts == 1
+
+
+async def test_a_share_and_its_unshare_stay_in_order(db: Database, server: Script,
+                                                     worker) -> None:
+    server.holds["/ocm/shares"] = asyncio.Event()
+    await put(db, "share:s1", server.url("/ocm/shares"))
+    await put(db, "unshare:s1", server.url("/ocm/notifications"))
+    await put(db, "share:s2", server.url("/other/shares"))
+    await worker()
+    await received(server, "share:s1", "share:s2")  # s2 does not wait for s1
+    assert (await wait_for(db, "share:s2", "delivered")).attempts == 1
+    assert "unshare:s1" not in [k for _, k in server.received]  # its share is in flight
+    server.holds["/ocm/shares"].set()
+    await wait_for(db, "unshare:s1", "delivered")
+    assert [k for _, k in server.received if k.endswith(":s1")] == ["share:s1", "unshare:s1"]
+
+
+async def test_a_batch_partly_failing(db: Database, server: Script, worker) -> None:
+    server.answers["/busy"] = [(500, {}, b"later"), (200, {}, b"")]
+    server.answers["/refused"] = [(400, {}, orjson.dumps({"message": "no such user"}))]
+    for key, path in (("share:a", "/busy"), ("share:b", "/refused"), ("share:c", "/fine")):
+        await put(db, key, server.url(path))
+    await worker()  # one claim takes all three; their answers are recorded together
+    assert (await wait_for(db, "share:c", "delivered")).attempts == 1
+    refused = await wait_for(db, "share:b", "failed")
+    assert (refused.last_status, refused.last_error) == (400, "no such user")
+    assert (await wait_for(db, "share:a", "delivered")).attempts == 2
+    assert server.keys() == {"share:a": 2, "share:b": 1, "share:c": 1}
+
+
+async def test_a_failing_peer_gets_one_probe_at_a_time(db: Database, server: Script,
+                                                      worker) -> None:
+    server.answers["/down"] = [(503, {"Retry-After": "1"}, b""), (200, {}, b"")]
+    await put(db, "share:head", server.url("/down"))
+    await worker()
+    assert (await wait_for(db, "share:head", "queued", attempts=1)).last_status == 503
+    for key in ("share:s1", "share:s2"):  # unrelated, but the peer is failing
+        await put(db, key, server.url("/ocm/shares"))
+    await put(db, "share:elsewhere", server.url("/ocm/shares"), peer="rome.test")
+    await wait_for(db, "share:elsewhere", "delivered")
+    for key in ("share:s1", "share:s2"):
+        await wait_for(db, key, "delivered")
+    order = [k for _, k in server.received if k != "share:elsewhere"]
+    assert order[:3] == ["share:head", "share:head", order[2]] and set(order[2:]) == {
+        "share:s1", "share:s2"}
