@@ -144,6 +144,9 @@ class FolderSharing:
                     row = _share_space(base, folder, state, now)
                     row["change_seq"] = await self._next_seq(conn)
                     await conn.execute(insert(spaces).values(row))
+                else:  # its members change: listings must not keep the drive's old JSON
+                    await conn.execute(update(spaces).where(spaces.c.id == state.space_id)
+                                       .values(change_seq=await self._next_seq(conn)))
                 await conn.execute(
                     delete(space_members).where(
                         space_members.c.space_id == state.space_id,
