@@ -54,7 +54,7 @@ def _root_query() -> Select[Any]:
     ).join(nodes, nodes.c.id == provider_spaces.c.root_id)
 
 
-# Built once, for create_share (a hot write).
+# Built once: create_share (a hot write) reads it twice.
 _ROOT = _root_query().where(provider_spaces.c.space_id == bindparam("space_id"),
                             provider_spaces.c.provider_id == bindparam("provider_id"))
 _FOLDER = select(nodes.c.id, nodes.c.is_dir).where(nodes.c.space_id == bindparam("base"),
@@ -188,7 +188,6 @@ class ProviderService:
         return int(row[0]), int(row[1])
 
     async def _root(self, conn: AsyncConnection, space_id: str) -> RootState | None:
-        row = (await conn.execute(_root_query().where(
-            provider_spaces.c.space_id == space_id,
-            provider_spaces.c.provider_id == self.provider_id))).first()
+        row = (await conn.execute(_ROOT, {"space_id": space_id,
+                                          "provider_id": self.provider_id})).first()
         return RootState(*row) if row else None

@@ -9,7 +9,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    update,
 )
+from sqlalchemy.engine import Connection
 
 from fedspace.sqltypes import path_type
 
@@ -87,3 +89,11 @@ counters = Table(
     Column("name", String(32), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+_NEXT_SEQ = (update(counters).where(counters.c.name == "change_seq")
+             .values(value=counters.c.value + 1).returning(counters.c.value))
+
+
+def next_seq(conn: Connection) -> int:
+    """The next ``change_seq`` (every change to a space or its members takes one), in the
+    caller's transaction; async code runs it through ``run_sync``."""
+    return int(conn.execute(_NEXT_SEQ).scalar_one())

@@ -21,9 +21,8 @@ from registry.drives import (
     Unavailable,
     drive_alias,
 )
-from registry.models import space_members, spaces
+from registry.models import next_seq, space_members, spaces
 from registry.roles import Role
-from registry.sharing import next_seq
 
 
 class RemoteSpaces:

@@ -53,12 +53,12 @@ from registry.drives import (
 )
 from registry.events import EventBus
 from registry.members import Memberships
-from registry.models import counters, space_members, spaces
+from registry.models import counters, next_seq, space_members, spaces
 from registry.providers import Providers
 from registry.remote import RemoteSpaces
 from registry.roles import ROLES, strongest
 from registry.settings import RegistrySettings
-from registry.sharing import FolderSharing, next_seq
+from registry.sharing import FolderSharing
 
 # The columns a ``Drive`` is made of, in its field order: ``Drive(*row)``.
 _COLUMNS = [spaces.c[f.name] for f in fields(Drive) if f.name in spaces.c]

@@ -15,7 +15,7 @@ from fedspace.auth import Principal
 from fedspace.rpc import spaces_pb2 as pb
 from fedspace.sqltypes import now_ms
 from registry.drives import Conflict, Drive, Invalid, Member, NotFound, drive_alias, folder_path
-from registry.models import counters, space_members, spaces
+from registry.models import next_seq, space_members, spaces
 from registry.roles import Role
 
 
@@ -137,9 +137,7 @@ class FolderSharing:
         now = now_ms()
         try:
             async with self.db.write() as conn:
-                known = (
-                    await conn.execute(select(spaces.c.id).where(spaces.c.id == state.space_id))
-                ).first() is not None
+                known = await conn.scalar(_KNOWN, {"space_id": state.space_id}) is not None
                 if not known:
                     row = _share_space(base, folder, state, now)
                     row["change_seq"] = await self._next_seq(conn)
@@ -188,11 +186,3 @@ def _share_space(base: Drive, folder: str, state: pb.SpaceState, now: int) -> di
 
 
 _KNOWN = select(spaces.c.id).where(spaces.c.id == bindparam("space_id"))
-_NEXT_SEQ = (update(counters).where(counters.c.name == "change_seq")
-             .values(value=counters.c.value + 1).returning(counters.c.value))
-
-
-def next_seq(conn: Connection) -> int:
-    """``RegistryService._next_seq`` for a transaction run as one sync function
-    (``Database.write_with``): the same counter, the same statement."""
-    return int(conn.execute(_NEXT_SEQ).scalar_one())
