@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from scenarios.bench import report
+from scenarios.bench import harness, report
 from scenarios.bench.harness import QUICK, Session
 from scenarios.bench.model import (
     REGISTRY,
@@ -59,6 +59,22 @@ def test_wrk_command_is_pinned_and_passes_the_shape(tmp_path: Path) -> None:
     assert "-c64" in argv and "-d3s" in argv and str(SCRIPT) in argv
     assert argv[argv.index("--") + 1:] == ["PROPFIND", "0", str(body), "0"]
     assert SCRIPT.is_file()
+
+
+def test_rounds_wait_for_an_idle_server_core_and_count_the_ones_that_never_were(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    session = Session(QUICK, tmp_path, tmp_path, Console())
+    cpu = session.cpus["server"]
+    spin = subprocess.Popen([*(["taskset", "-c", cpu] if cpu else []), sys.executable, "-c",
+                             "while True: pass"])
+    try:
+        assert harness._busy_share(cpu, 0.3) > 0.5
+        monkeypatch.setattr(harness, "IDLE_TIMEOUT", 0.0)
+        assert harness.rounds(session, 2, lambda: "figure") == ["figure", "figure"]
+        assert session.unsettled == 3  # the warm-up and both measured rounds
+    finally:
+        spin.kill()
+        spin.wait()
 
 
 def test_median_and_spread() -> None:

@@ -53,6 +53,8 @@ def machine(session: Session) -> dict[str, str]:
         "pinning": session.pinning,
         "load average (1 min)": f"{session.load_at_start:.2f} at the start, "
                                 f"{os.getloadavg()[0]:.2f} at the end",
+        "idle before each round": "always" if not session.unsettled else
+                                  f"{session.unsettled} rounds began on a busy server core",
         "OS": f"{platform.system()} {platform.release()} ({platform.machine()})",
         "Python": f"{platform.python_implementation()} {sys.version.split()[0]}",
         "fedspace": importlib.metadata.version("fedspace"),

@@ -148,7 +148,7 @@ def _latency(session: Session, graph: Graph, loaded: str) -> tuple[Figure, str]:
     try:
         listing(base, graph.home.auth)
         url, seconds = f"{base}{DRIVES}", session.plan.duration
-        runs = rounds(session.plan.rounds, lambda: wrk.once(
+        runs = rounds(session, session.plan.rounds, lambda: wrk.once(
             session, url, graph.home.auth, SHAPE, seconds))
         command = shell(wrk.command(session, url, graph.home.auth, SHAPE, seconds),
                         [graph.home.auth])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from rich.console import Console
 from scenarios.bench.model import BenchError, Benchmark, Result
 
 T = TypeVar("T")
+IDLE_SHARE = 0.03
+IDLE_WINDOW = 0.5
+IDLE_TIMEOUT = 60.0
 Role = Literal["server", "load"]
 
 
@@ -60,6 +64,7 @@ class Session:
         self._shared: dict[str, Any] = {}
         self.servers: dict[str, str] = {}  # name → the command line it was started with
         self.load_at_start = os.getloadavg()[0]  # other work on the machine skews figures
+        self.unsettled = 0  # measurements started on a server core that never went idle
         cpus = sorted(os.sched_getaffinity(0))
         pin = len(cpus) >= 2
         self.cpus: dict[Role, str | None] = {
@@ -96,6 +101,16 @@ class Session:
             raise value
         return value  # type: ignore[no-any-return]
 
+    def settle(self) -> None:
+        """Wait until the server core is idle (< IDLE_SHARE busy over IDLE_WINDOW), at most
+        IDLE_TIMEOUT; a core that never settles is counted in the report's facts."""
+        cpu = self.cpus["server"]
+        deadline = time.monotonic() + (IDLE_TIMEOUT / 6 if self.plan.quick else IDLE_TIMEOUT)
+        while _busy_share(cpu, IDLE_WINDOW) >= IDLE_SHARE:
+            if time.monotonic() > deadline:
+                self.unsettled += 1
+                return
+
     def dir(self, name: str) -> Path:
         path = self.work_dir / name
         path.mkdir(parents=True, exist_ok=True)
@@ -105,10 +120,31 @@ class Session:
         self.console.print(f"[dim]{message}[/]", highlight=False)
 
 
-def rounds(count: int, measure: Callable[[], T]) -> list[T]:
-    """One warm-up call (discarded), then ``count`` measured calls."""
+def rounds(session: Session, count: int, measure: Callable[[], T]) -> list[T]:
+    """One warm-up call (discarded), then ``count`` measured calls, each started once the
+    server core is idle (work left over from seeding or the last round would skew it)."""
+    session.settle()
     measure()
-    return [measure() for _ in range(count)]
+    results = []
+    for _ in range(count):
+        session.settle()
+        results.append(measure())
+    return results
+
+
+def _busy_share(cpu: str | None, window: float) -> float:
+    """Share of ``window`` the core (or, unpinned, the whole machine) spent busy."""
+    def ticks() -> tuple[int, int]:
+        name = f"cpu{cpu} " if cpu is not None else "cpu "
+        with open("/proc/stat") as stat:
+            line = next(line for line in stat if line.startswith(name))
+        values = [int(v) for v in line.split()[1:]]
+        return sum(values), values[3] + values[4]  # all, idle + iowait
+
+    total0, idle0 = ticks()
+    time.sleep(window)
+    total1, idle1 = ticks()
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
 def shell(argv: Sequence[str], secrets: Sequence[str] = ()) -> str:

@@ -51,7 +51,7 @@ def memory(session: Session) -> list[Result]:
         dav = instance.personal_space(base, home.auth)
         shape = wrk.Shape("PROPFIND", 64, "0", propfind_body(session))
         seconds = session.plan.duration
-        peaks = rounds(session.plan.rounds, lambda: _peak_during(
+        peaks = rounds(session, session.plan.rounds, lambda: _peak_during(
             server, lambda: wrk.once(session, f"{dav}/", home.auth, shape, seconds)))
         load_cmd = shell(wrk.command(session, f"{dav}/", home.auth, shape, seconds),
                          [home.auth])
@@ -84,10 +84,10 @@ def _rig_ready(session: Session, state: Path) -> float:
 @benchmark("startup", "`fedspace serve` ready, and the two-domain rig ready")
 def startup(session: Session) -> list[Result]:
     home = instance.prepare(session, "startup")
-    serve = rounds(session.plan.starts, lambda: _serve_ready(session, home))
+    serve = rounds(session, session.plan.starts, lambda: _serve_ready(session, home))
     serve_cmd = session.servers[instance.serve_key(home)]
     state = session.dir("rig-state")
-    rig = rounds(session.plan.starts, lambda: _rig_ready(session, state))
+    rig = rounds(session, session.plan.starts, lambda: _rig_ready(session, state))
     return [
         Result("startup-serve", "spawn → /readyz 200, existing data dir", "s",
                Figure(Stat.of(serve)), target=(Limit(2),), commands=(serve_cmd,)),

@@ -143,7 +143,7 @@ def _transfer(session: Session, url: str, auth: str, upload: Path | None) -> tup
             raise BenchError(f"{'PUT' if upload else 'GET'} {url} answered {code}")
         return float(up if upload else down) / 1e6
 
-    return Figure(Stat.of(rounds(session.plan.transfers, once))), shell(argv, [auth])
+    return Figure(Stat.of(rounds(session, session.plan.transfers, once))), shell(argv, [auth])
 
 
 @benchmark("get-100m", "GET of one 100 MB file, single stream, vs nginx (sendfile)")

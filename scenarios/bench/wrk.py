@@ -81,7 +81,7 @@ def once(session: Session, url: str, auth: str, shape: Shape, seconds: int) -> W
 def load(session: Session, url: str, auth: str, shape: Shape) -> tuple[Figure, str]:
     """Warm-up, then the plan's rounds: req/s with p50/p99 latency (ms), and the command."""
     seconds = session.plan.duration
-    runs = rounds(session.plan.rounds, lambda: once(session, url, auth, shape, seconds))
+    runs = rounds(session, session.plan.rounds, lambda: once(session, url, auth, shape, seconds))
     errors = sum(r.errors for r in runs)
     notes = (f"{errors} failed requests",) if errors else ()
     figure = Figure(Stat.of(r.rate for r in runs),
