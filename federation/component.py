@@ -22,10 +22,11 @@ from fedspace.metrics import Metrics
 from fedspace.runtime import Context
 
 from . import httpsig, tokens
+from .delivery import Delivery, post_json
 from .keys import KeyStore
 from .models import outbox
 from .ocm import Features
-from .outbox import Delivery, Message, post_json
+from .outbox import Message
 from .outgoing import CHANGE_CAPABILITY, OutgoingShares, unseal
 from .peers import PeerPolicy
 from .remote_access import RemoteAccess
@@ -65,7 +66,7 @@ class FederationComponent:
 
     def sign(self, method: str, url: str, headers: dict[str, str],
              body: bytes) -> Mapping[str, str]:
-        """``headers`` plus an OCM signature by our current key (an ``outbox.Sign``)."""
+        """``headers`` plus an OCM signature by our current key (a ``delivery.Sign``)."""
         key = self.keys.signing_key()
         keyid = httpsig.make_keyid(self.settings.domain, key.kid)
         return {**headers, **httpsig.sign(method, url, headers, body, key.private_key, keyid)}

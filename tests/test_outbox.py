@@ -20,17 +20,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from federation import outbox as outbox_module
+from federation.delivery import Delivery, backoff_seconds, post_json, retry_after_ms
 from federation.outbox import (
-    Delivery,
     Message,
     OutboxState,
-    backoff_seconds,
     claim,
     enqueue,
     list_messages,
     order_key,
-    post_json,
-    retry_after_ms,
     state_of,
 )
 from federation.settings import FederationSettings

@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 from test_outbox import FAST, put, serve_script, wait_for
 
-from federation.outbox import Delivery, post_json, state_of
+from federation.delivery import Delivery, post_json
+from federation.outbox import state_of
 from fedspace.db import Database
 from fedspace.outbound import Outbound
 from fedspace.settings import OutboundSettings

@@ -192,15 +192,20 @@ async def test_rename_keeps_the_share_and_sharing_again_reuses_it(instance) -> N
 
     # Sharing the same folder again (here by path) adds members to the same share space.
     carol_id = instance.users["carol"][0]
+    listed = {"$filter": "driveType eq 'share'"}
+    before = (await ok(rig.alice.get("/graph/v1.0/me/drives", params=listed), 200)).json()
+    assert carol_id not in str(before)  # and the listing keeps this drive's JSON
     r = await ok(rig.alice.post(f"/graph/v1beta1/drives/{rig.project}/root:/articles:/invite",
                                 json=invitation(carol_id, "viewer")), 200)
     [perm] = r.json()["value"]
     assert perm["@libre.graph.drive.id"] == rig.share and perm["roles"] == [VIEWER]
     assert (await ok(rig.carol.get(rig.shared("c.txt")), 200)).content == b"gamma"
     await ok(rig.carol.put(rig.shared("d.txt"), content=b"no"), 403)
-    shares = (await ok(rig.alice.get(
-        "/graph/v1.0/me/drives", params={"$filter": "driveType eq 'share'"}), 200)).json()
+    shares = (await ok(rig.alice.get("/graph/v1.0/me/drives", params=listed), 200)).json()
     assert [d["id"] for d in shares["value"]] == [rig.share]
+    # Its members changed, so the kept JSON was not served again.
+    granted = [p["grantedToV2"]["user"]["id"] for p in shares["value"][0]["root"]["permissions"]]
+    assert carol_id in granted
 
 
 async def test_viewer_share_is_read_only(instance) -> None:
