@@ -109,6 +109,7 @@ class Session:
         while _busy_share(cpu, IDLE_WINDOW) >= IDLE_SHARE:
             if time.monotonic() > deadline:
                 self.unsettled += 1
+                self.say("the server core is still busy: measuring anyway")
                 return
 
     def dir(self, name: str) -> Path:
