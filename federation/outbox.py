@@ -93,8 +93,6 @@ class Claimed(list[Message]):
 Outcome = tuple[Message, dict[str, Any]]  # a claimed message and the columns to record
 
 
-# -- the table -----------------------------------------------------------------------------
-
 async def enqueue(conn: AsyncConnection, *, peer: str, url: str, kind: str,
                   payload: dict[str, Any], dedupe_key: str) -> int:
     """Queue a message in the caller's transaction; the id of the (possibly existing) row.

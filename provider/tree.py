@@ -18,10 +18,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from sqlalchemy import (
     ColumnElement,
+    Select,
     String,
     and_,
     bindparam,
@@ -146,9 +148,7 @@ class Tree:
             node = required(conn, space_id, path)
             listing = Listing(node, [])
             if depth > 0 and node.is_dir:
-                rows = conn.execute(select(*NODE_COLUMNS).where(
-                    nodes.c.space_id == space_id, nodes.c.parent_id == node.id,
-                ).order_by(nodes.c.name))
+                rows = conn.execute(_CHILDREN, {"space_id": space_id, "parent_id": node.id})
                 listing.children = [Node(*r) for r in rows]
             if with_dead:
                 listing.dead = dead_props_of(conn, space_id, node, depth)
@@ -385,8 +385,9 @@ def _values(node: Node) -> dict[str, object]:
     return {c.name: getattr(node, c.name) for c in NODE_COLUMNS}
 
 
-# The statements of every upload and lookup, built once with bind parameters: building
-# them per call cost more than running them (about 1 ms of a 4 KiB PUT's transaction).
+# The statements of every upload, lookup and PROPFIND listing, built once with bind
+# parameters: building them per call cost more than running them (about 1 ms of a 4 KiB
+# PUT's transaction).
 _NODE_AT = select(*NODE_COLUMNS).where(
     nodes.c.space_id == bindparam("space_id"), nodes.c.path == bindparam("path"))
 _QUOTA = (
@@ -406,9 +407,26 @@ _PROPAGATE = update(nodes).where(
     nodes.c.path.in_(bindparam("paths", expanding=True)),
 ).values(etag=bindparam("etag_head", type_=String()).concat(func.substr(nodes.c.id, 1, 8)),
          mtime_ns=bindparam("now"), size=nodes.c.size + bindparam("delta"))
+_CHILDREN = select(*NODE_COLUMNS).where(
+    nodes.c.space_id == bindparam("space_id"), nodes.c.parent_id == bindparam("parent_id"),
+).order_by(nodes.c.name)
+_NODE_ID = bindparam("node_id")
+
+
+def _dead_props_of(scope: ColumnElement[bool]) -> Select[Any]:
+    return (select(dead_props.c.node_id, dead_props.c.namespace, dead_props.c.name,
+                   dead_props.c.xml)
+            .join(nodes, nodes.c.id == dead_props.c.node_id)
+            .where(nodes.c.space_id == bindparam("space_id"), scope))
+
+
+_DEAD_PROPS = {  # by "with the children's": the node's dead properties (and theirs)
+    False: _dead_props_of(nodes.c.id == _NODE_ID),
+    True: _dead_props_of(or_(nodes.c.id == _NODE_ID, nodes.c.parent_id == _NODE_ID)),
+}
 _INSERT_NODE = insert(nodes)
 # SET: the columns the parameters name (``_values``).
-_UPDATE_NODE = update(nodes).where(nodes.c.id == bindparam("node_id"))
+_UPDATE_NODE = update(nodes).where(nodes.c.id == _NODE_ID)
 
 
 def node_at(conn: Connection, space_id: str, path: str) -> Node | None:
@@ -462,14 +480,8 @@ def shares_over(conn: Connection, space_id: str, *paths: str) -> list[str]:
 def dead_props_of(conn: Connection, space_id: str, node: Node,
                   depth: int) -> dict[str, dict[tuple[str, str], str]]:
     """Dead properties of ``node`` (and its children at depth 1), by node id."""
-    scope = nodes.c.id == node.id
-    if depth > 0 and node.is_dir:
-        scope = or_(scope, nodes.c.parent_id == node.id)
-    rows = conn.execute(
-        select(dead_props.c.node_id, dead_props.c.namespace, dead_props.c.name,
-               dead_props.c.xml)
-        .join(nodes, nodes.c.id == dead_props.c.node_id)
-        .where(nodes.c.space_id == space_id, scope))
+    statement = _DEAD_PROPS[depth > 0 and node.is_dir]
+    rows = conn.execute(statement, {"space_id": space_id, "node_id": node.id})
     found: dict[str, dict[tuple[str, str], str]] = {}
     for node_id, namespace, name, xml in rows:
         found.setdefault(node_id, {})[namespace, name] = xml

@@ -124,13 +124,12 @@ class Session:
 def rounds(session: Session, count: int, measure: Callable[[], T]) -> list[T]:
     """One warm-up call (discarded), then ``count`` measured calls, each started once the
     server core is idle (work left over from seeding or the last round would skew it)."""
-    session.settle()
-    measure()
-    results = []
-    for _ in range(count):
+    def settled() -> T:
         session.settle()
-        results.append(measure())
-    return results
+        return measure()
+
+    settled()
+    return [settled() for _ in range(count)]
 
 
 def _busy_share(cpu: str | None, window: float) -> float:
