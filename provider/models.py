@@ -26,7 +26,7 @@ provider_spaces = Table(
     "provider_spaces",
     metadata,
     Column("space_id", String(64), primary_key=True),
-    Column("provider_id", String(64), nullable=False, index=True),
+    Column("provider_id", String(64), nullable=False),
     # For a share space: the shared folder's node in the base space (its content is
     # the base space's nodes; it has none of its own). Renames keep the id.
     Column("root_id", String(36), nullable=False),
@@ -34,6 +34,8 @@ provider_spaces = Table(
     Column("created_ms", BigInteger, nullable=False),
     # The space whose folder a share space is rooted at; NULL for ordinary spaces.
     Column("base_space_id", String(64), nullable=True, index=True),
+    # The resync after a (re)connect pages through a provider's spaces by id.
+    Index("ix_provider_spaces_provider", "provider_id", "space_id"),
 )
 
 nodes = Table(

@@ -1,14 +1,17 @@
 """A provider's link to its registry: register, then stream root changes, forever.
 
 On every (re)connect the provider first sends the state of every space it holds, then
-the changes as they happen. Losing the registry for a while therefore loses nothing;
-the link retries with capped exponential backoff.
+the changes as they happen. Losing the registry for a while therefore loses nothing; the
+link retries with capped exponential backoff. States go a page per message (the registry
+applies a message in one transaction), so a resync of a million spaces is a thousand
+transactions, not a million.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -22,6 +25,7 @@ from provider.grpc import to_pb
 from provider.service import ProviderService
 
 log = logging.getLogger("fedspace.provider")
+PAGE = 1000  # states per message: well under gRPC's 4 MiB, one registry transaction
 
 
 class RegistryLink:
@@ -73,16 +77,21 @@ class RegistryLink:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
-    async def _states(self) -> AsyncIterator[pb.SpaceState]:
+    async def _states(self) -> AsyncIterator[pb.SpaceStates]:
+        """Every space's state, then each batch of changes the feed coalesced."""
         pid = self.service.provider_id
-        for state in await self.service.all_states():
-            yield to_pb(pid, state)
+        after, sent, started = "", 0, time.monotonic()
+        while page := await self.service.all_states(after, PAGE):
+            yield pb.SpaceStates(states=[to_pb(pid, state) for state in page])
+            after, sent = page[-1].space_id, sent + len(page)
+        log.info("registry resynced", extra={
+            "spaces": sent, "seconds": round(time.monotonic() - started, 3)})
         while True:
             batch = await self.feed.next_batch()
-            held = {s.space_id: s for s in await self.service.states(batch)}
-            for space_id in batch:
-                state = held.get(space_id)
-                if state is None:
-                    yield pb.SpaceState(space_id=space_id, provider_id=pid, deleted=True)
-                else:
-                    yield to_pb(pid, state)
+            for start in range(0, len(batch), PAGE):
+                some = batch[start:start + PAGE]
+                held = {s.space_id: s for s in await self.service.states(some)}
+                yield pb.SpaceStates(states=[
+                    to_pb(pid, held[space_id]) if space_id in held
+                    else pb.SpaceState(space_id=space_id, provider_id=pid, deleted=True)
+                    for space_id in some])

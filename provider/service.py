@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -47,16 +46,17 @@ def new_etag() -> str:
     return uuid.uuid4().hex
 
 
-def _root_query() -> Select[Any]:
-    return select(
-        provider_spaces.c.space_id, provider_spaces.c.root_id, nodes.c.etag, nodes.c.size,
-        provider_spaces.c.quota_total, nodes.c.mtime_ns,
-    ).join(nodes, nodes.c.id == provider_spaces.c.root_id)
-
-
-# Built once: create_share (a hot write) reads it twice.
-_ROOT = _root_query().where(provider_spaces.c.space_id == bindparam("space_id"),
-                            provider_spaces.c.provider_id == bindparam("provider_id"))
+_ROOT_STATE = select(
+    provider_spaces.c.space_id, provider_spaces.c.root_id, nodes.c.etag, nodes.c.size,
+    provider_spaces.c.quota_total, nodes.c.mtime_ns,
+).join(nodes, nodes.c.id == provider_spaces.c.root_id).where(
+    provider_spaces.c.provider_id == bindparam("provider_id"))
+# Built once: create_share (a hot write) reads _ROOT twice; the registry link reads the
+# others after every write and on each connect.
+_ROOT = _ROOT_STATE.where(provider_spaces.c.space_id == bindparam("space_id"))
+_SOME = _ROOT_STATE.where(provider_spaces.c.space_id.in_(bindparam("space_ids", expanding=True)))
+_PAGE = (_ROOT_STATE.where(provider_spaces.c.space_id > bindparam("after"))
+         .order_by(provider_spaces.c.space_id).limit(bindparam("limit")))
 _FOLDER = select(nodes.c.id, nodes.c.is_dir).where(nodes.c.space_id == bindparam("base"),
                                                    nodes.c.path == bindparam("path"))
 _SHARED = select(provider_spaces.c.space_id).where(
@@ -163,18 +163,16 @@ class ProviderService:
             raise SpaceNotFound(space_id)
         return state
 
-    async def all_states(self) -> list[RootState]:
-        """Every space this provider holds (sent to the registry on each connect)."""
-        async with self.db.read() as conn:
-            rows = await conn.execute(_root_query().where(
-                provider_spaces.c.provider_id == self.provider_id))
-            return [RootState(*r) for r in rows]
+    async def all_states(self, after: str = "", limit: int = 1000) -> list[RootState]:
+        """Up to ``limit`` spaces this provider holds, in id order after ``after``: the
+        registry is sent every one on each connect, a page at a time (a million spaces
+        never sit in memory at once)."""
+        return await self.db.read_with(lambda conn: [RootState(*r) for r in conn.execute(
+            _PAGE, {"provider_id": self.provider_id, "after": after, "limit": limit})])
 
     async def states(self, space_ids: list[str]) -> list[RootState]:
-        async with self.db.read() as conn:
-            rows = await conn.execute(_root_query().where(
-                provider_spaces.c.space_id.in_(space_ids)))
-            return [RootState(*r) for r in rows]
+        return await self.db.read_with(lambda conn: [RootState(*r) for r in conn.execute(
+            _SOME, {"provider_id": self.provider_id, "space_ids": space_ids})])
 
     async def usage(self) -> tuple[int, int]:
         """(spaces held, bytes used) — reported when registering; shares hold no bytes."""

@@ -33,10 +33,15 @@ class RegistryRpc(RegistryServicer):
         return pb.RegisterReply(registry_id=self.registry_id)
 
     async def PublishChanges(
-        self, request_iterator: AsyncIterator[pb.SpaceState], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[pb.SpaceStates], context: grpc.aio.ServicerContext
     ) -> pb.PublishReply:
+        """Each message is applied in one transaction before the next is read."""
         accepted = 0
-        async for state in request_iterator:
-            await self.service.apply_states(state.provider_id, [state])
-            accepted += 1
+        async for message in request_iterator:
+            by_provider: dict[str, list[pb.SpaceState]] = {}
+            for state in message.states:
+                by_provider.setdefault(state.provider_id, []).append(state)
+            for provider_id, states in by_provider.items():
+                await self.service.apply_states(provider_id, states)
+            accepted += len(message.states)
         return pb.PublishReply(accepted=accepted)

@@ -9,6 +9,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -29,7 +30,7 @@ spaces = Table(
     Column("quota_total", BigInteger, nullable=False, default=0),
     # The user a personal space belongs to (at most one per user).
     Column("personal_user_id", String(64), nullable=True, unique=True),
-    Column("provider_id", String(64), nullable=True, index=True),
+    Column("provider_id", String(64), nullable=True),
     # Root state as last streamed by the provider.
     Column("root_id", String(64), nullable=False),
     Column("etag", String(64), nullable=False),
@@ -43,6 +44,8 @@ spaces = Table(
     # it was shared (informational; the provider follows renames by node id).
     Column("base_space_id", String(64), nullable=True),
     Column("root_path", path_type(), nullable=True),
+    # A provider's spaces, and the root changes it streams (by provider and id).
+    Index("ix_spaces_provider", "provider_id", "id"),
     # One folder, one share space: sharing it again adds members to the same space.
     Index("uq_spaces_share_root", "base_space_id", "root_id", unique=True),
     # A remote space (OCM share received from another instance): where it lives, whether
@@ -89,11 +92,12 @@ counters = Table(
     Column("name", String(32), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
-_NEXT_SEQ = (update(counters).where(counters.c.name == "change_seq")
-             .values(value=counters.c.value + 1).returning(counters.c.value))
+_TAKE_SEQS = (update(counters).where(counters.c.name == "change_seq")
+              .values(value=counters.c.value + bindparam("count")).returning(counters.c.value))
 
 
-def next_seq(conn: Connection) -> int:
+def next_seq(conn: Connection, count: int = 1) -> int:
     """The next ``change_seq`` (every change to a space or its members takes one), in the
-    caller's transaction; async code runs it through ``run_sync``."""
-    return int(conn.execute(_NEXT_SEQ).scalar_one())
+    caller's transaction; async code runs it through ``run_sync``. With ``count`` it takes
+    that many and returns the last: the others are the ``count - 1`` numbers before it."""
+    return int(conn.execute(_TAKE_SEQS, {"count": count}).scalar_one())

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -283,33 +283,36 @@ class RegistryService(DriveReads, FolderSharing, Memberships, RemoteSpaces):
     # -- provider feed ------------------------------------------------------------
 
     async def apply_states(self, provider_id: str, states: Iterable[pb.SpaceState]) -> int:
-        """Record root changes streamed by a provider; unchanged states are skipped."""
-        changed: list[RootChange] = []
+        """Record root changes streamed by a provider, in one transaction: one read of
+        the spaces named, one write of those whose ETag or size differ (a resync after
+        a restart sends every space, and nearly all are unchanged)."""
+        latest = {s.space_id: s for s in states if not s.deleted}
+        if not latest:
+            return 0
         async with self.db.write() as conn:
-            for s in states:
-                if s.deleted:
-                    continue
-                modified_ms = s.mtime_ns // 1_000_000
-                result = await conn.execute(
-                    update(spaces)
-                    .where(
-                        spaces.c.id == s.space_id,
-                        spaces.c.provider_id == provider_id,
-                        (spaces.c.etag != s.etag) | (spaces.c.size != s.size),
-                    )
-                    .values(
-                        etag=s.etag,
-                        size=s.size,
-                        modified_ms=modified_ms,
-                        change_seq=await self._next_seq(conn),
-                    )
-                )
-                if result.rowcount:
-                    changed.append(RootChange(s.space_id, s.etag, s.size, modified_ms))
-            if changed and self.outgoing is not None:
-                await self.outgoing.roots_changed(conn, changed)
-        if changed:
+            known = await conn.execute(_ROOTS, {"provider_id": provider_id, "ids": list(latest)})
+            changed = [RootChange(s.space_id, s.etag, s.size, s.mtime_ns // 1_000_000)
+                       for space_id, etag, size in known
+                       if ((s := latest[space_id]).etag, s.size) != (etag, size)]
+            if not changed:
+                return 0
+            last = await conn.run_sync(next_seq, len(changed))
+            await conn.execute(_SET_ROOT, [
+                {"space_id": c.space_id, "new_etag": c.etag, "new_size": c.size,
+                 "new_modified_ms": c.modified_ms, "seq": last - len(changed) + 1 + i}
+                for i, c in enumerate(changed)])
             if self.outgoing is not None:
-                self.outgoing.committed()
-            self.bus.drives_changed()
+                await self.outgoing.roots_changed(conn, changed)
+        if self.outgoing is not None:
+            self.outgoing.committed()
+        self.bus.drives_changed()
         return len(changed)
+
+
+# What the provider feed compares and writes, built once: a resync is a thousand batches.
+_ROOTS = select(spaces.c.id, spaces.c.etag, spaces.c.size).where(
+    spaces.c.provider_id == bindparam("provider_id"),
+    spaces.c.id.in_(bindparam("ids", expanding=True)))
+_SET_ROOT = update(spaces).where(spaces.c.id == bindparam("space_id")).values(
+    etag=bindparam("new_etag"), size=bindparam("new_size"),
+    modified_ms=bindparam("new_modified_ms"), change_seq=bindparam("seq"))
