@@ -10,10 +10,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from fedspace.db import Database, all_metadata
+from fedspace.db import HEAD, Database, alembic_config, all_metadata
 from fedspace.rpc import spaces_pb2 as pb
 from fedspace.rpc.spaces_pb2_grpc import ProviderStub
 from fedspace.settings import Settings
@@ -29,6 +31,26 @@ async def test_migrations_match_models(database_url: str) -> None:
 
     async with db.read() as conn:
         assert await conn.run_sync(diff) == []
+    await db.close()
+
+
+async def test_a_start_upgrades_an_older_schema_and_skips_a_current_one(
+    database_url: str,
+) -> None:
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD
+    db = Database(database_url)
+    await db.migrate()
+
+    async def version() -> str:
+        async with db.read() as conn:
+            return str((await conn.exec_driver_sql(
+                "SELECT version_num FROM alembic_version")).scalar())
+
+    async with db.write() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0006"))
+    assert await version() == "0006"
+    await db.migrate()
+    assert await version() == HEAD
     await db.close()
 
 
