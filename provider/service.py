@@ -163,7 +163,7 @@ class ProviderService:
             raise SpaceNotFound(space_id)
         return state
 
-    async def all_states(self, after: str = "", limit: int = 1000) -> list[RootState]:
+    async def all_states(self, after: str, limit: int) -> list[RootState]:
         """Up to ``limit`` spaces this provider holds, in id order after ``after``: the
         registry is sent every one on each connect, a page at a time (a million spaces
         never sit in memory at once)."""

@@ -18,6 +18,9 @@ from sqlalchemy.engine import make_url
 from fedspace.app import Instance
 from fedspace.db import Database
 from fedspace.settings import Settings
+from registry.events import EventBus
+from registry.service import RegistryService
+from registry.settings import RegistrySettings
 
 POSTGRES_URL = os.environ.get("FEDSPACE_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("FEDSPACE_TEST_REQUIRE_POSTGRES") == "1"
@@ -88,6 +91,14 @@ async def db(database_url: str) -> AsyncIterator[Database]:
     await database.migrate()
     yield database
     await database.close()
+
+
+@pytest.fixture
+async def registry(db: Database) -> RegistryService:
+    """The registry's logic on its own database, without providers or HTTP."""
+    service = RegistryService(db, RegistrySettings(), None, EventBus())  # type: ignore[arg-type]
+    await service.init()
+    return service
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:

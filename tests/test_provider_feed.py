@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
-from test_registry_reads import ALICE, add_space, registry  # noqa: F401  (fixture)
+from test_registry_reads import ALICE, add_space
 
 import provider.registration
 from fedspace.rpc import spaces_pb2 as pb
@@ -32,7 +32,7 @@ async def _counter(service: RegistryService) -> int:
         return int((await conn.execute(select(counters.c.value))).scalar_one())
 
 
-async def test_a_batch_writes_only_what_changed(registry: RegistryService) -> None:  # noqa: F811
+async def test_a_batch_writes_only_what_changed(registry: RegistryService) -> None:
     owner = ("user", ALICE.id, "manager")
     grown, same, renamed, gone = [await add_space(registry, owner) for _ in range(4)]
     elsewhere = await add_space(registry, owner, provider_id="p-2")

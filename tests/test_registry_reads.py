@@ -20,10 +20,8 @@ import pytest
 from sqlalchemy import insert
 
 from fedspace.auth import Principal
-from fedspace.db import Database
 from fedspace.rpc import spaces_pb2 as pb
 from registry.drives import Drive, Member, NotFound
-from registry.events import EventBus
 from registry.graph import Renderer
 from registry.models import space_members, spaces
 from registry.roles import ROLES
@@ -36,13 +34,6 @@ ALICE = Principal("u-alice", "alice", "Alice")
 BOB = Principal("u-bob", "bob", "Bob")
 CAROL = Principal("u-carol", "carol", "Carol", groups=frozenset({"g-team"}))
 MARIE = Principal("g-marie", ADDRESS, "Marie", kind="guest")  # a federated guest
-
-
-@pytest.fixture
-async def registry(db: Database) -> RegistryService:
-    service = RegistryService(db, RegistrySettings(), None, EventBus())  # type: ignore[arg-type]
-    await service.init()
-    return service
 
 
 async def add_space(service: RegistryService, *members: tuple[str, str, str],
